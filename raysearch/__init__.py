@@ -1,0 +1,5 @@
+"""raysearch: hyperparameter search on Ray Tune, Optuna and MLflow for PyTorch models."""
+
+from raysearch.checkpoint import load
+
+__all__ = ["load"]

@@ -1,0 +1,152 @@
+"""The `raysearch` command. Thin: parses, prints, and calls the modules that do the work."""
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from raysearch.spec import SpecError, load_spec, ready_spaces, resolve_space
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hyperparameter search on Ray Tune + Optuna + MLflow for PyTorch models.")
+console = Console(soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+SetOption = typer.Option(None, "--set", help="Override a key of the file: key.path=value")
+
+
+@app.command()
+def validate(file: str = typer.Argument(..., help="Search-space file, or a ready space's name"),
+             set_: list[str] | None = SetOption) -> None:
+    """Check a search-space file without running anything."""
+    try:
+        spec = load_spec(resolve_space(file), set_ or [])
+    except SpecError as e:
+        fail(str(e))
+    console.print(f"{spec.source}: ok ({spec.model} on {spec.data.name}, {len(spec.params)} "
+                  f"searched params, {spec.search.trials} trials)")
+
+
+@app.command()
+def spaces() -> None:
+    """List the ready search spaces shipped with raysearch."""
+    table = Table("space", "model", "data", "objective")
+    for path in ready_spaces():
+        spec = load_spec(path)
+        table.add_row(path.stem, spec.model, spec.data.name,
+                      f"{spec.objective.mode} {spec.objective.metric}")
+    console.print(table)
+
+
+@app.command()
+def tune(
+    space: str = typer.Option(..., "--space", "-s", help="Search-space file, or a ready space"),
+    trials: int | None = typer.Option(None, help="Number of trials"),
+    workers: int | None = typer.Option(None, help="Ray Train workers per trial"),
+    gpus_per_worker: float | None = typer.Option(None, help="GPUs per worker"),
+    max_concurrent: int | None = typer.Option(None, help="Trials running at once"),
+    set_: list[str] | None = SetOption,
+    name: str | None = typer.Option(None, help="Search name (MLflow experiment, model)"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI"),
+    storage: str | None = typer.Option(None, help="Where Ray keeps results and checkpoints"),
+) -> None:
+    """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
+    from raysearch import tracking
+
+    try:
+        spec = load_spec(resolve_space(space), set_ or [], trials=trials, workers=workers,
+                         gpus_per_worker=gpus_per_worker, max_concurrent=max_concurrent,
+                         name=name)
+    except SpecError as e:
+        fail(str(e))
+    uri = tracking.tracking_uri(tracking_uri)
+    check_tracking(uri)
+
+    import ray
+
+    from raysearch import search
+
+    if not ray.is_initialized():
+        context = ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
+        if context.dashboard_url:
+            console.print(f"Ray dashboard: http://{context.dashboard_url}")
+    console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
+    try:
+        outcome = search.run(spec, uri, storage)
+    except SpecError as e:
+        fail(str(e))
+    show(outcome, spec.objective.mode)
+    if outcome.best is None:
+        raise typer.Exit(1)
+
+
+def check_tracking(uri: str) -> None:
+    """Reach the tracking store before any trial starts."""
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001  any failure here means the store is unusable
+        fail(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}")
+
+
+def show(outcome, mode: str) -> None:
+    console.rule(f"search {outcome.name}")
+    console.print(f"trials: {outcome.count('completed')} completed, "
+                  f"{outcome.count('stopped_early')} stopped early, "
+                  f"{outcome.count('failed')} failed")
+    best = outcome.best
+    if best is None:
+        console.print("[red]no trial reported the objective; nothing was registered[/]")
+        return
+    console.print(f"best: trial {best['trial_id']}, {outcome.metric} = {best['value']:.6g} "
+                  f"({mode}) at epoch {best['epoch']}")
+    table = Table("param", "value")
+    for key, value in best["config"].items():
+        table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    if outcome.test_metrics:
+        console.print("test: " + ", ".join(f"{k} = {v:.6g}"
+                                           for k, v in outcome.test_metrics.items()))
+    promo = outcome.promotion
+    if promo:
+        verdict = ("now champion" if promo.champion
+                   else f"champion stays version {promo.previous}")
+        console.print(f"registered: {outcome.name} version {promo.version} ({verdict})")
+        console.print(f"fetch it: raysearch pull {outcome.name}@champion --out DIR")
+
+
+@app.command()
+def pull(
+    ref: str = typer.Argument(..., help="NAME, NAME@alias or NAME/version"),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the model to"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI"),
+) -> None:
+    """Fetch a registered model; raysearch.load(DIR) rebuilds it."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from raysearch import tracking
+
+    uri = tracking.tracking_uri(tracking_uri)
+    try:
+        folder, version = tracking.pull(MlflowClient(uri), ref, out)
+    except MlflowException as e:
+        fail(f"{ref}: {e.message.splitlines()[0]}")
+    console.print(f"{version.name} version {version.version} -> {folder}")
+
+
+def main() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Model families by name: each declares the hyperparameters it accepts and what data it learns."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+from torch import nn
+
+from raysearch.data.base import DataInfo
+from raysearch.models import cnn, esn
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    hyperparams: type[BaseModel]  # every name the family accepts, with its type, range and default
+    inputs: frozenset[str]  # data kinds it reads: "image", "sequence"
+    tasks: frozenset[str]  # "classification", "forecasting"
+    fit: Literal["gradient", "ridge"]  # how train_loop trains it
+    build: Callable[[BaseModel, DataInfo], nn.Module]
+    constructor: Callable[..., nn.Module]  # rebuilds the module from its saved `config()`
+
+
+MODELS: dict[str, ModelFamily] = {
+    "cnn": ModelFamily(
+        "cnn", cnn.CNNHyper, frozenset({"image"}), frozenset({"classification"}),
+        "gradient", cnn.build, cnn.CNN,
+    ),
+    "esn": ModelFamily(
+        "esn", esn.ESNHyper, frozenset({"sequence"}), frozenset({"forecasting"}),
+        "ridge", esn.build, esn.ESN,
+    ),
+}

@@ -1,0 +1,94 @@
+"""Echo state network: leaky-integrator reservoirs with fixed random weights and a linear readout.
+
+The reservoir weights are drawn once from `seed` (so every Ray Train rank builds the same
+reservoir), scaled to `spectral_radius`, and kept as buffers so a checkpoint holds them. With
+`layers` > 1 it is a DeepESN: each layer reads the states of the one below, the readout reads all
+layers. The readout is solved in closed form by ridge regression (see train_loop).
+"""
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from raysearch.data.base import DataInfo
+
+
+class ESNHyper(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: int = Field(500, ge=2)
+    spectral_radius: float = Field(0.9, gt=0)
+    leak_rate: float = Field(0.3, gt=0, le=1)
+    input_scaling: float = Field(1.0, gt=0)
+    bias_scaling: float = Field(0.0, ge=0)
+    density: float = Field(0.1, gt=0, le=1)  # fraction of non-zero reservoir weights
+    ridge: float = Field(1e-6, ge=0)
+    washout: int = Field(100, ge=0)  # states dropped at the start of every harvested stretch
+    layers: int = Field(1, ge=1)
+    chunks: int | None = Field(None, ge=1)  # training chunks, one per iteration; default max_t
+    seed: int = 0
+
+
+def reservoir_matrix(units: int, density: float, spectral_radius: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    w = scipy.sparse.random(units, units, density=density, random_state=rng,
+                            data_rvs=rng.standard_normal, format="csr")
+    if units > 32 and w.nnz > 0:
+        rho = abs(scipy.sparse.linalg.eigs(w, k=1, which="LM", return_eigenvectors=False,
+                                           v0=np.ones(units), maxiter=units * 20)[0])
+    else:
+        rho = max(abs(np.linalg.eigvals(w.toarray())))
+    return (w.toarray() * (spectral_radius / rho)).astype(np.float32) if rho > 0 else w.toarray()
+
+
+class ESN(nn.Module):
+    def __init__(self, input_size: int, output_size: int, units: int = 500,
+                 spectral_radius: float = 0.9, leak_rate: float = 0.3, input_scaling: float = 1.0,
+                 bias_scaling: float = 0.0, density: float = 0.1, layers: int = 1, seed: int = 0):
+        super().__init__()
+        self.kwargs = dict(input_size=input_size, output_size=output_size, units=units,
+                           spectral_radius=spectral_radius, leak_rate=leak_rate,
+                           input_scaling=input_scaling, bias_scaling=bias_scaling,
+                           density=density, layers=layers, seed=seed)
+        self.leak_rate = leak_rate
+        rng = np.random.default_rng(seed)
+        for layer in range(layers):
+            fan_in = input_size if layer == 0 else units
+            w_in = rng.uniform(-1, 1, (units, fan_in)) * input_scaling
+            bias = rng.uniform(-1, 1, units) * bias_scaling
+            w = reservoir_matrix(units, density, spectral_radius, rng)
+            self.register_buffer(f"w_in{layer}", torch.tensor(w_in, dtype=torch.float32))
+            self.register_buffer(f"bias{layer}", torch.tensor(bias, dtype=torch.float32))
+            self.register_buffer(f"w{layer}", torch.tensor(w, dtype=torch.float32))
+        self.layers = layers
+        self.readout = nn.Linear(units * layers, output_size)
+
+    @property
+    def state_size(self) -> int:
+        return self.readout.in_features
+
+    @torch.no_grad()
+    def states(self, u: torch.Tensor) -> torch.Tensor:
+        """Reservoir states, all layers side by side, for inputs u of shape (batch, time, in)."""
+        out = []
+        for layer in range(self.layers):
+            w_in, w, bias = (getattr(self, f"{k}{layer}") for k in ("w_in", "w", "bias"))
+            drive = u @ w_in.T + bias  # the input part of every step, in one matmul
+            h = u.new_zeros(u.shape[0], w.shape[0])
+            hs = []
+            for t in range(u.shape[1]):
+                h = (1 - self.leak_rate) * h + self.leak_rate * torch.tanh(drive[:, t] + h @ w.T)
+                hs.append(h)
+            u = torch.stack(hs, dim=1)
+            out.append(u)
+        return torch.cat(out, dim=-1)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.states(u))
+
+
+def build(hp: ESNHyper, info: DataInfo) -> ESN:
+    return ESN(info.input_shape[0], info.num_outputs, hp.units, hp.spectral_radius, hp.leak_rate,
+               hp.input_scaling, hp.bias_scaling, hp.density, hp.layers, hp.seed)

@@ -1,0 +1,149 @@
+"""Runs one search: Ray Tune with OptunaSearch and ASHA over TorchTrainer trials, tracked in
+MLflow, the best checkpoint promoted to the registry."""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from mlflow import MlflowClient
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from raysearch import tracking
+from raysearch.data import DATASETS
+from raysearch.space import DefineByRun, make_sampler
+from raysearch.spec import Spec, SpecError
+from raysearch.train_loop import evaluate
+from raysearch.trial import trainable
+
+
+@dataclass
+class Outcome:
+    name: str
+    metric: str
+    best: dict[str, Any] | None  # trial_id, config, value, epoch, checkpoint
+    states: dict[str, str]  # trial id -> completed | stopped_early | failed
+    promotion: tracking.Promotion | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    parent_run_id: str = ""
+    max_concurrent: int = 1
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.states.values() if s == state)
+
+
+def default_storage() -> str:
+    return str(Path.cwd() / "ray_results")
+
+
+def setup_of(spec: Spec, storage: str) -> dict[str, Any]:
+    """What every trial of the search shares; travels to the workers with the trainable."""
+    return {
+        "name": spec.name,
+        "model": spec.model,
+        "data": spec.data.name,
+        "data_options": spec.data_options().model_dump(),
+        "max_t": spec.scheduler.max_t,
+        "metric": spec.objective.metric,
+        "mode": spec.objective.mode,
+        "resources": spec.resources.model_dump(),
+        "train_storage": f"{storage}/{spec.name}/train",
+    }
+
+
+def concurrency(spec: Spec) -> int:
+    """Trials that fit in the cluster at once, at most `max_concurrent`; none fitting is an error
+    rather than trials that wait forever for workers."""
+    res, total = spec.resources, ray.cluster_resources()
+    fits = []
+    for kind, each in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
+        need = res.workers * each
+        if need > 0:
+            have = total.get(kind, 0)
+            if need > have + 1e-9:
+                raise SpecError(
+                    f"{spec.source}: resources: a trial needs {need:g} {kind} ({res.workers} "
+                    f"workers x {each:g}) but the Ray cluster has {have:g}")
+            fits.append(int(have // need + 1e-9))
+    return max(1, min([spec.search.max_concurrent, *fits]))
+
+
+def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent: int,
+                callbacks: list[tune.Callback]) -> tune.Tuner:
+    metric, mode = spec.objective.metric, spec.objective.mode
+    searcher = ConcurrencyLimiter(
+        OptunaSearch(space=DefineByRun(spec), metric=metric, mode=mode,
+                     sampler=make_sampler(spec)),
+        max_concurrent=max_concurrent)
+    sch = spec.scheduler
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=sch.max_t,
+                               grace_period=sch.grace_period,
+                               reduction_factor=sch.reduction_factor)
+                 if sch.type == "asha" else FIFOScheduler())
+    return tune.Tuner(
+        trainable(setup),
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
+                                    scheduler=scheduler, num_samples=spec.search.trials,
+                                    # the same name as the trial's TorchTrainer run
+                                    trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}"),
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
+                                  verbose=1),
+    )
+
+
+def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] | None:
+    """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
+    be an earlier epoch than a trial's last) and the checkpoint written with it."""
+    best = None
+    for result in results:
+        frame = result.metrics_dataframe
+        if result.error or frame is None or metric not in frame or "checkpoint_path" not in frame:
+            continue
+        frame = frame.dropna(subset=[metric, "checkpoint_path"])
+        if frame.empty:
+            continue
+        row = frame.loc[frame[metric].idxmin() if mode == "min" else frame[metric].idxmax()]
+        value = float(row[metric])
+        if best is None or tracking.better(value, best["value"], mode):
+            best = {"trial_id": result.metrics["trial_id"], "config": result.config,
+                    "value": value, "epoch": int(row["training_iteration"]),
+                    "checkpoint": row["checkpoint_path"]}
+    return best
+
+
+def run(spec: Spec, tracking_uri: str, storage: str | None = None) -> Outcome:
+    storage = str(Path(storage or default_storage()).resolve())
+    metric, mode = spec.objective.metric, spec.objective.mode
+    max_concurrent = concurrency(spec)
+    setup = setup_of(spec, storage)
+
+    client = MlflowClient(tracking_uri)
+    settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
+                "trials": spec.search.trials, "scheduler": spec.scheduler.type,
+                "workers": spec.resources.workers}
+    experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
+    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch")
+    trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported)
+    tuner = build_tuner(spec, setup, storage, max_concurrent, [trials_cb])
+    try:
+        results = tuner.fit()
+    except BaseException:
+        tracking.finish_search(client, parent, None, metric, status="KILLED")
+        raise
+
+    best = best_of(results, metric, mode)
+    outcome = Outcome(spec.name, metric, best, trials_cb.states, parent_run_id=parent,
+                      max_concurrent=max_concurrent)
+    if best and math.isfinite(best["value"]):
+        outcome.test_metrics = evaluate(setup, best["config"], best["checkpoint"])
+        outcome.promotion = tracking.promote(
+            client, spec.name, trials_cb.runs[best["trial_id"]], best["checkpoint"], metric, mode,
+            best["value"], {"search_run_id": parent, "trial_id": best["trial_id"],
+                            "epoch": best["epoch"], **outcome.test_metrics})
+        client.log_batch(parent, metrics=tracking.metrics_now(outcome.test_metrics))
+    tracking.finish_search(client, parent, best, metric)
+    return outcome

@@ -1,0 +1,82 @@
+"""A spec's params as an Optuna define-by-run space, and its sampler.
+
+A param with `when:` is suggested only when its condition holds, so Optuna never sees (and
+MLflow never logs) a value that the trial does not use.
+"""
+
+from typing import Any
+
+import optuna
+
+from raysearch.spec import CategoricalParam, FloatParam, IntParam, Param, Spec
+
+
+def condition_holds(param: Param, values: dict[str, Any]) -> bool:
+    for name, allowed in (param.when or {}).items():
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        if name not in values or values[name] not in allowed:
+            return False
+    return True
+
+
+def in_dependency_order(params: dict[str, Param]) -> list[str]:
+    """Each param after those its `when:` names (the spec has no cycles)."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in done:
+            for dep in params[name].when or {}:
+                visit(dep)
+            done.append(name)
+
+    for name in params:
+        visit(name)
+    return done
+
+
+def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
+    if isinstance(param, CategoricalParam):
+        return trial.suggest_categorical(name, param.choices)
+    if isinstance(param, IntParam):
+        return trial.suggest_int(name, param.low, param.high, step=param.step or 1, log=param.log)
+    assert isinstance(param, FloatParam)
+    return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
+
+
+class DefineByRun:
+    """The search space as a callable of an Optuna trial. A class, not a closure: Tune pickles
+    the searcher, space included, into the experiment state it resumes from."""
+
+    def __init__(self, spec: Spec):
+        self.params = spec.params
+        self.order = in_dependency_order(spec.params)
+        self.fixed = dict(spec.fixed)
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.order:
+            if condition_holds(self.params[name], values):
+                values[name] = suggest(trial, name, self.params[name])
+        return self.fixed  # OptunaSearch adds the suggested values itself
+
+
+def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
+    seed, kind = spec.search.seed, spec.search.sampler
+    # Optuna's 10 random start-up trials would leave a short search no model-based trials.
+    startup = min(10, max(1, spec.search.trials // 3))
+    if kind == "tpe":
+        # multivariate + group: Optuna's advice for conditional (define-by-run) spaces
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
+                                          group=True)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup,
+                                            warn_independent_sampling=False)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup,
+                                         warn_independent_sampling=False)
+    if kind == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True,
+                                          warn_independent_sampling=False)
+    raise ValueError(f"unknown sampler {kind!r}")

@@ -1,0 +1,187 @@
+"""MLflow, from the driver only: a parent run per search, a child run per trial, the registry.
+
+Workers never open an MLflow client, so a search of 100 trials holds one client, not
+100 x workers. Ray's MLflowLoggerCallback is not used: it makes no nested runs, writes one row
+per metric per call, drops `checkpoint_path` and logs numeric-looking strings as metrics
+(FACTS.md); this callback writes each report as one batch and keys runs by trial id.
+"""
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from ray import tune
+
+from raysearch import checkpoint
+
+TRIAL_TAG = "raysearch.trial_id"
+STATE_TAG = "raysearch.state"  # completed | stopped_early | failed
+CHAMPION = "champion"
+
+
+def tracking_uri(cli_value: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else an SQLite file in the working directory
+    (MLflow 3 refuses its old ./mlruns folder store)."""
+    return (cli_value or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+
+
+def start_search(client: MlflowClient, name: str, spec_file: Path, settings: dict[str, Any]
+                 ) -> tuple[str, str]:
+    """The search's experiment and its parent run, with the spec file as an artifact."""
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    run = client.create_run(experiment_id, run_name=name, tags={"raysearch.role": "search"})
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in settings.items()])
+    client.log_artifact(run.info.run_id, str(spec_file))
+    return experiment_id, run.info.run_id
+
+
+def metrics_now(values: dict[str, float], step: int = 0) -> list[Metric]:
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]
+
+
+def finish_search(client: MlflowClient, run_id: str, best: dict[str, Any] | None,
+                  metric: str, status: str = "FINISHED") -> None:
+    if best:
+        client.log_batch(run_id, metrics=metrics_now({f"best_{metric}": best["value"]}),
+                         params=[Param(f"best.{k}", str(v)) for k, v in best["config"].items()],
+                         tags=[mlflow.entities.RunTag("best_trial_id", best["trial_id"])])
+    client.set_terminated(run_id, status)
+
+
+class MLflowTrials(tune.Callback):
+    """Each Tune trial as a child run of the search's run: params, per-epoch metrics, end state."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
+                 metrics: tuple[str, ...]):
+        self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
+        self.metrics = metrics
+        self.runs: dict[str, str] = {}  # trial id -> run id
+        self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
+
+    def setup(self, **info: Any) -> None:
+        # A restored search finds its trials' runs again instead of making second ones.
+        for run in self.client.search_runs(
+                [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent}'"):
+            self.runs[run.data.tags[TRIAL_TAG]] = run.info.run_id
+
+    def run_id(self, trial: Any) -> str:
+        if trial.trial_id not in self.runs:
+            run = self.client.create_run(
+                self.experiment_id, run_name=str(trial),
+                tags={"mlflow.parentRunId": self.parent, TRIAL_TAG: trial.trial_id})
+            self.runs[trial.trial_id] = run.info.run_id
+            self.client.log_batch(run.info.run_id,
+                                  params=[Param(k, str(v)) for k, v in trial.config.items()])
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))}
+        self.client.log_batch(self.run_id(trial),
+                              metrics=metrics_now(values, result["training_iteration"]))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # A trainable that returns sends a last result with done=True; one that ASHA stops
+        # ends on an ordinary result.
+        done = bool((trial.last_result or {}).get("done"))
+        run_id = self.run_id(trial)
+        self.states[trial.trial_id] = "completed" if done else "stopped_early"
+        self.client.set_tag(run_id, STATE_TAG, self.states[trial.trial_id])
+        self.client.set_terminated(run_id, "FINISHED" if done else "KILLED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        error = trial.get_error()
+        self.states[trial.trial_id] = "failed"
+        self.client.set_tag(run_id, STATE_TAG, "failed")
+        if error is not None:
+            self.client.set_tag(run_id, "raysearch.error", str(error).strip().splitlines()[-1])
+        self.client.set_terminated(run_id, "FAILED")
+
+
+@dataclass
+class Promotion:
+    version: str
+    champion: bool  # whether the alias moved to this version
+    previous: str | None  # the champion version before, if any
+
+
+def better(value: float, than: float, mode: str) -> bool:
+    return value < than if mode == "min" else value > than
+
+
+def promote(client: MlflowClient, name: str, run_id: str, checkpoint_dir: str, metric: str,
+            mode: str, value: float, tags: dict[str, Any]) -> Promotion:
+    """Register the checkpoint as a new version of model `name`; move `champion` to it only if it
+    beats the current champion on the same metric."""
+    # The model alone: the optimizer and ridge sums in the checkpoint are for resuming training.
+    for file in (checkpoint.CONFIG_FILE, checkpoint.WEIGHTS_FILE):
+        client.log_artifact(run_id, str(Path(checkpoint_dir) / file), artifact_path="model")
+    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        name, source, run_id=run_id,
+        tags={"metric": metric, "mode": mode, "value": repr(value), **tags}).version
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    wins = current is None or (
+        current.tags.get("metric") == metric
+        and not math.isnan(value)
+        and better(value, float(current.tags["value"]), mode))
+    if wins:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    return Promotion(str(version), wins, current.version if current else None)
+
+
+def resolve(client: MlflowClient, ref: str) -> Any:
+    """NAME@alias, NAME/version, or NAME alone (its champion, else its latest version)."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    if "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        return client.get_model_version(name, version)
+    try:
+        return client.get_model_version_by_alias(ref, CHAMPION)
+    except MlflowException:
+        versions = client.search_model_versions(f"name = '{ref}'")
+        if not versions:
+            raise
+        return max(versions, key=lambda v: int(v.version))
+
+
+def pull(client: MlflowClient, ref: str, out: str | Path) -> tuple[Path, Any]:
+    """Download the model version `ref` names into folder `out`."""
+    version = resolve(client, ref)
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp,
+                                                    tracking_uri=client.tracking_uri)
+        out.mkdir(parents=True, exist_ok=True)
+        for item in Path(local).iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(item), target)
+    return out, version

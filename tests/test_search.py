@@ -1,0 +1,156 @@
+"""End to end on a real local Ray cluster: Optuna + ASHA over 2-worker gloo TorchTrainer trials,
+a real SQLite MLflow store, the registry and `raysearch pull`."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import pytest
+import ray
+import torch
+from mlflow import MlflowClient
+
+import raysearch
+from raysearch import checkpoint, search, tracking
+from raysearch.data import DATASETS
+from raysearch.spec import load_spec
+
+DIGITS = """\
+    name: digits-e2e
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 6, sampler: tpe, seed: 0, max_concurrent: 1}
+    scheduler: {type: asha, max_t: 4, grace_period: 1, reduction_factor: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr:        {type: float, low: 1e-4, high: 3e-1, log: true}
+      optimizer: {type: categorical, choices: [sgd, adam]}
+      momentum:  {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}
+    fixed: {channels: 8, batch_size: 64}
+"""
+
+ESN = """\
+    name: esn-e2e
+    model: esn
+    data: {name: mackey_glass, horizon: 1, length: 2000}
+    objective: {metric: val_nrmse, mode: min}
+    search: {trials: 3, sampler: random, seed: 1}
+    scheduler: {type: asha, max_t: 3, grace_period: 1, reduction_factor: 3}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      units:           {type: int, low: 50, high: 200, log: true}
+      spectral_radius: {type: float, low: 0.5, high: 1.2}
+      ridge:           {type: float, low: 1e-9, high: 1e-3, log: true}
+    fixed: {washout: 50, leak_rate: 0.5}
+"""
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def child_runs(client: MlflowClient, outcome: search.Outcome):
+    experiment = client.get_experiment_by_name(outcome.name)
+    return client.search_runs([experiment.experiment_id],
+                              f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
+
+
+def assert_nothing_left_running() -> None:
+    """No Ray Train worker group or placement group outlives the search."""
+    groups = ray.util.placement_group_table().values()
+    assert [g for g in groups if g["state"] != "REMOVED"] == []
+
+
+def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri, write_spec):
+    space = write_spec(DIGITS)
+    env = {"RAY_ADDRESS": ray_cluster.address_info["address"]}
+    run = cli("tune", "--space", str(space), "--tracking-uri", tracking_uri,
+              "--storage", str(tmp_path / "results"), env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "now champion" in run.stdout
+    assert "Traceback" not in run.stderr
+
+    client = MlflowClient(tracking_uri)
+    parent = client.search_runs([client.get_experiment_by_name("digits-e2e").experiment_id],
+                                "tags.`raysearch.role` = 'search'")[0]
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 6
+    states = [c.data.tags[tracking.STATE_TAG] for c in children]
+    assert "stopped_early" in states and "completed" in states
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+        # a param whose `when:` is false is neither sampled nor logged
+        assert ("momentum" in child.data.params) == (child.data.params["optimizer"] == "sgd")
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["space.yaml"]
+
+    champion = client.get_model_version_by_alias("digits-e2e", "champion")
+    assert champion.tags["metric"] == "val_accuracy"
+    assert float(champion.tags["test_accuracy"]) > 0.5
+
+    out = tmp_path / "pulled"
+    pulled = cli("pull", "digits-e2e@champion", "--out", str(out), "--tracking-uri", tracking_uri)
+    assert pulled.returncode == 0, pulled.stderr
+    model = raysearch.load(out)
+    splits, _ = DATASETS["digits"].load(DATASETS["digits"].options())
+    x_test = splits["test"][0]
+    # The registered weights are those of the trial's checkpoint.
+    ckpt_dir = mlflow.artifacts.download_artifacts(champion.source, tracking_uri=tracking_uri)
+    assert torch.equal(model(x_test), checkpoint.load(ckpt_dir)(x_test))
+    accuracy = (model(x_test).argmax(1) == splits["test"][1]).float().mean().item()
+    assert accuracy == pytest.approx(float(champion.tags["test_accuracy"]), abs=1e-6)
+    assert_nothing_left_running()
+
+
+def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, write_spec):
+    spec = load_spec(write_spec(ESN))
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
+
+    assert outcome.count("failed") == 0 and len(outcome.states) == 3
+    assert outcome.best["value"] < 0.05  # a 50-200 unit ESN forecasts one step well
+    assert outcome.promotion.champion
+    client = MlflowClient(tracking_uri)
+    for child in child_runs(client, outcome):
+        assert client.get_metric_history(child.info.run_id, "val_nrmse")
+
+    out = tracking.pull(client, "esn-e2e", tmp_path / "pulled")[0]
+    model = raysearch.load(out)
+    assert model.kwargs["units"] == outcome.best["config"]["units"]
+    u, y = DATASETS["mackey_glass"].load(spec.data_options())[0]["test"]
+    prediction = model(u[None])[0, 50:]
+    nrmse = ((prediction - y[50:]).pow(2).mean() / y[50:].var(unbiased=False)).sqrt().item()
+    assert nrmse == pytest.approx(outcome.test_metrics["test_nrmse"], rel=1e-3)
+    assert_nothing_left_running()
+
+
+CHAMPION = """\
+    name: digits-champion
+    model: cnn
+    data: {{name: digits}}
+    objective: {{metric: val_accuracy, mode: max}}
+    search: {{trials: 1}}
+    scheduler: {{type: none, max_t: {epochs}}}
+    resources: {{workers: 2, cpus_per_worker: 1}}
+    params:
+      lr: {{type: float, low: {lr}, high: {lr2}}}
+    fixed: {{channels: 8, optimizer: adam}}
+"""
+
+
+def test_a_worse_search_leaves_the_champion(ray_cluster, tmp_path, tracking_uri, write_spec):
+    good = load_spec(write_spec(CHAMPION.format(epochs=3, lr=0.01, lr2=0.02)))
+    first = search.run(good, tracking_uri, str(tmp_path / "results"))
+    assert first.promotion.champion
+
+    bad = load_spec(write_spec(CHAMPION.format(epochs=1, lr=1e-7, lr2=2e-7)))
+    second = search.run(bad, tracking_uri, str(tmp_path / "results"))
+    assert second.best["value"] < first.best["value"]
+    assert not second.promotion.champion
+    assert second.promotion.version != first.promotion.version
+    client = MlflowClient(tracking_uri)
+    assert client.get_model_version_by_alias("digits-champion", "champion").version == \
+        first.promotion.version
