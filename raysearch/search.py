@@ -9,12 +9,13 @@ from typing import Any
 import ray
 from mlflow import MlflowClient
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from raysearch import tracking
 from raysearch.data import DATASETS
+from raysearch.early_stop import Decisions, PostingASHA, rungs
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
 from raysearch.train_loop import evaluate
@@ -40,8 +41,9 @@ def default_storage() -> str:
     return str(Path.cwd() / "ray_results")
 
 
-def setup_of(spec: Spec, storage: str) -> dict[str, Any]:
+def setup_of(spec: Spec, storage: str, decisions: Any) -> dict[str, Any]:
     """What every trial of the search shares; travels to the workers with the trainable."""
+    sch = spec.scheduler
     return {
         "name": spec.name,
         "model": spec.model,
@@ -52,6 +54,10 @@ def setup_of(spec: Spec, storage: str) -> dict[str, Any]:
         "mode": spec.objective.mode,
         "resources": spec.resources.model_dump(),
         "train_storage": f"{storage}/{spec.name}/train",
+        # where the workers hear ASHA's decision after a report at one of its rungs
+        "decisions": decisions,
+        "rungs": rungs(sch.max_t, sch.grace_period, sch.reduction_factor)
+        if sch.type == "asha" else [],
     }
 
 
@@ -72,18 +78,21 @@ def concurrency(spec: Spec) -> int:
     return max(1, min([spec.search.max_concurrent, *fits]))
 
 
+def make_scheduler(spec: Spec, decisions: Any) -> TrialScheduler:
+    sch = spec.scheduler
+    if sch.type == "none":
+        return FIFOScheduler()
+    return PostingASHA(decisions, time_attr="training_iteration", max_t=sch.max_t,
+                       grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
+
+
 def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent: int,
-                callbacks: list[tune.Callback]) -> tune.Tuner:
+                scheduler: TrialScheduler, callbacks: list[tune.Callback]) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
     searcher = ConcurrencyLimiter(
         OptunaSearch(space=DefineByRun(spec), metric=metric, mode=mode,
                      sampler=make_sampler(spec)),
         max_concurrent=max_concurrent)
-    sch = spec.scheduler
-    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=sch.max_t,
-                               grace_period=sch.grace_period,
-                               reduction_factor=sch.reduction_factor)
-                 if sch.type == "asha" else FIFOScheduler())
     return tune.Tuner(
         trainable(setup),
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
@@ -119,7 +128,8 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None) -> Outcome:
     storage = str(Path(storage or default_storage()).resolve())
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
-    setup = setup_of(spec, storage)
+    decisions = Decisions.remote()
+    setup = setup_of(spec, storage, decisions)
 
     client = MlflowClient(tracking_uri)
     settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
@@ -127,13 +137,17 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None) -> Outcome:
                 "workers": spec.resources.workers}
     experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
     reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch")
-    trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported)
-    tuner = build_tuner(spec, setup, storage, max_concurrent, [trials_cb])
+    scheduler = make_scheduler(spec, decisions)
+    trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
+                                      getattr(scheduler, "stopped_early", ()))
+    tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler, [trials_cb])
     try:
         results = tuner.fit()
     except BaseException:
         tracking.finish_search(client, parent, None, metric, status="KILLED")
         raise
+    finally:
+        ray.kill(decisions)
 
     best = best_of(results, metric, mode)
     outcome = Outcome(spec.name, metric, best, trials_cb.states, parent_run_id=parent,

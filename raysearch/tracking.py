@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,10 @@ class MLflowTrials(tune.Callback):
     """Each Tune trial as a child run of the search's run: params, per-epoch metrics, end state."""
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
-                 metrics: tuple[str, ...]):
+                 metrics: tuple[str, ...], stopped_early: Collection[str] = ()):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
+        self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
 
@@ -96,13 +98,11 @@ class MLflowTrials(tune.Callback):
                               metrics=metrics_now(values, result["training_iteration"]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # A trainable that returns sends a last result with done=True; one that ASHA stops
-        # ends on an ordinary result.
-        done = bool((trial.last_result or {}).get("done"))
+        early = trial.trial_id in self.stopped_early
         run_id = self.run_id(trial)
-        self.states[trial.trial_id] = "completed" if done else "stopped_early"
+        self.states[trial.trial_id] = "stopped_early" if early else "completed"
         self.client.set_tag(run_id, STATE_TAG, self.states[trial.trial_id])
-        self.client.set_terminated(run_id, "FINISHED" if done else "KILLED")
+        self.client.set_terminated(run_id, "KILLED" if early else "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)

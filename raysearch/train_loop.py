@@ -52,15 +52,19 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def report(metrics: dict[str, float], family: str, model: nn.Module, rank: int,
-           train_state: dict[str, Any]) -> None:
-    """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint."""
+def report(metrics: dict[str, float], setup: dict[str, Any], model: nn.Module, rank: int,
+           train_state: dict[str, Any]) -> bool:
+    """Every rank reports (it is a barrier); rank 0 alone writes the checkpoint. Returns whether
+    ASHA stopped the trial, which every rank hears at its rungs before training further."""
     with tempfile.TemporaryDirectory() as folder:
         ckpt = None
         if rank == 0:
-            checkpoint.save(folder, family, model, metrics, train_state)
+            checkpoint.save(folder, setup["model"], model, metrics, train_state)
             ckpt = ray.train.Checkpoint.from_directory(folder)
         ray.train.report(metrics, checkpoint=ckpt)
+    if metrics["epoch"] in setup["rungs"]:
+        return ray.get(setup["decisions"].wait.remote(setup["trial_id"], metrics["epoch"]))
+    return False
 
 
 # --- scoring: sums that add up across ranks, then the metrics from the totals -----------------
@@ -157,7 +161,8 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
                    **classification_metrics(sums[:-1], "val")}
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
                        "schedule": schedule.state_dict() if schedule else {}}
-        report(metrics, setup["model"], model, rank, train_state)
+        if report(metrics, setup, model, rank, train_state):
+            return
 
 
 # --- echo state networks -----------------------------------------------------------------------
@@ -217,7 +222,8 @@ def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         val = forecast_sums(model, u_val, y_val, *stretch(0, len(u_val), rank, world), hp.washout)
         metrics = {"epoch": k + 1, "train_loss": float(train_sse / (n * o)),
                    **forecast_metrics(all_reduce_sum(val), "val")}
-        report(metrics, setup["model"], model, rank, {"sums": sums.cpu(), "chunk": k + 1})
+        if report(metrics, setup, model, rank, {"sums": sums.cpu(), "chunk": k + 1}):
+            return
 
 
 def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: str = "test"

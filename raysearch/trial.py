@@ -31,7 +31,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     res = setup["resources"]
     trainer = TorchTrainer(
         train_loop,
-        train_loop_config={"setup": setup, "hyper": config},
+        train_loop_config={"setup": {**setup, "trial_id": trial_id}, "hyper": config},
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers"],
             use_gpu=res["gpus_per_worker"] > 0,

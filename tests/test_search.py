@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 import raysearch
 from raysearch import checkpoint, search, tracking
 from raysearch.data import DATASETS
+from raysearch.early_stop import rungs
 from raysearch.spec import load_spec
 
 DIGITS = """\
@@ -84,6 +85,12 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
     for child in children:
         history = client.get_metric_history(child.info.run_id, "val_accuracy")
         assert [m.step for m in history] == list(range(1, len(history) + 1))
+        if child.data.tags[tracking.STATE_TAG] == "stopped_early":
+            # ASHA stops only at a rung, and its decision reaches the workers before they
+            # train another epoch
+            assert len(history) in rungs(max_t=4, grace_period=1, reduction_factor=2)
+        else:
+            assert len(history) == 4
         # a param whose `when:` is false is neither sampled nor logged
         assert ("momentum" in child.data.params) == (child.data.params["optimizer"] == "sgd")
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["space.yaml"]
