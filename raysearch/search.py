@@ -124,7 +124,10 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] 
     return best
 
 
-def run(spec: Spec, tracking_uri: str, storage: str | None = None) -> Outcome:
+def run(spec: Spec, tracking_uri: str, storage: str | None = None,
+        callbacks: tuple[tune.Callback, ...] = ()) -> Outcome:
+    """Run the search `spec` on the connected Ray cluster; `callbacks` are extra Tune callbacks
+    (the benchmarks time trials with one)."""
     storage = str(Path(storage or default_storage()).resolve())
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
@@ -136,11 +139,12 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None) -> Outcome:
                 "trials": spec.search.trials, "scheduler": spec.scheduler.type,
                 "workers": spec.resources.workers}
     experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
-    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch")
+    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s")
     scheduler = make_scheduler(spec, decisions)
     trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
                                       getattr(scheduler, "stopped_early", ()))
-    tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler, [trials_cb])
+    tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler,
+                        [trials_cb, *callbacks])
     try:
         results = tuner.fit()
     except BaseException:

@@ -8,6 +8,7 @@ by ridge regression over X^T X and X^T Y summed across ranks.
 
 import math
 import tempfile
+import time
 from typing import Any
 
 import ray.train
@@ -141,6 +142,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         start = state["epoch"]
 
     for epoch in range(start, epochs):
+        began = time.perf_counter()
         ddp_model.train()
         order = torch.randperm(per_rank, generator=torch.Generator().manual_seed(hp.seed + epoch))
         loss_sum = torch.zeros((), device=device)
@@ -158,7 +160,8 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         sums = torch.cat([classification_sums(ddp_model, x_val, y_val), (loss_sum / steps)[None]])
         sums = all_reduce_sum(sums)
         metrics = {"epoch": epoch + 1, "train_loss": sums[-1].item() / world,
-                   **classification_metrics(sums[:-1], "val")}
+                   **classification_metrics(sums[:-1], "val"),
+                   "epoch_s": time.perf_counter() - began}
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
                        "schedule": schedule.state_dict() if schedule else {}}
         if report(metrics, setup, model, rank, train_state):
@@ -204,6 +207,7 @@ def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         sums, start = state["sums"].to(device), state["chunk"]
 
     for k in range(start, chunks):
+        began = time.perf_counter()
         states, targets = harvest(model, u, y, *stretch(bounds[k], bounds[k + 1], rank, world),
                                   hp.washout)
         x = torch.cat([states, states.new_ones(len(states), 1)], dim=1).double()
@@ -221,7 +225,8 @@ def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
 
         val = forecast_sums(model, u_val, y_val, *stretch(0, len(u_val), rank, world), hp.washout)
         metrics = {"epoch": k + 1, "train_loss": float(train_sse / (n * o)),
-                   **forecast_metrics(all_reduce_sum(val), "val")}
+                   **forecast_metrics(all_reduce_sum(val), "val"),
+                   "epoch_s": time.perf_counter() - began}
         if report(metrics, setup, model, rank, {"sums": sums.cpu(), "chunk": k + 1}):
             return
 
