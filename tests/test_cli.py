@@ -1,0 +1,57 @@
+"""The command line as a user meets it: bad input exits 2 with one line, starts and writes
+nothing; the ready spaces are found from any folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def raysearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysearch", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=120,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+
+
+BROKEN = {
+    "unknown hyperparameter": ("params:\n  unitz: {type: int, low: 1, high: 9}\n", "params.unitz"),
+    "empty range": ("params:\n  units: {type: int, low: 9, high: 9}\n", "params.units"),
+    "metric not reported": ("objective: {metric: val_accuracy, mode: max}\n", "objective.metric"),
+    "typo in a section": ("serach: {trials: 3}\n", "serach"),
+}
+HEAD = "name: t\nmodel: esn\ndata: {name: mackey_glass}\n"
+OBJECTIVE = "objective: {metric: val_nrmse, mode: min}\n"
+
+
+@pytest.mark.parametrize("command", ["validate", "tune"])
+@pytest.mark.parametrize("case", BROKEN, ids=list(BROKEN))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, command, tmp_path):
+    body, key = BROKEN[case]
+    (tmp_path / "space.yaml").write_text(HEAD + ("" if "objective" in body else OBJECTIVE) + body)
+
+    run = raysearch(command, *(["--space"] if command == "tune" else []), "space.yaml",
+                    cwd=tmp_path)
+
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    line, = run.stderr.strip().splitlines()
+    assert line.startswith("error: space.yaml:") and key in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]  # no mlflow.db, no results
+
+
+def test_ready_spaces_are_found_from_any_folder(tmp_path):
+    for name in ("esn", "esn.yaml", "search_spaces/esn.yaml"):
+        run = raysearch("validate", name, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert "esn on mackey_glass" in run.stdout
+    listing = raysearch("spaces", cwd=tmp_path)
+    assert "esn" in listing.stdout and "cnn" in listing.stdout
+
+
+def test_pulling_a_model_that_does_not_exist_is_a_clear_error(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = raysearch("pull", "nobody@champion", "--out", "m", "--tracking-uri", uri, cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and "nobody" in run.stderr
