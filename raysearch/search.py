@@ -97,6 +97,9 @@ def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent:
         trainable(setup),
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
                                     scheduler=scheduler, num_samples=spec.search.trials,
+                                    # The next trial runs in the last one's actor: no actor
+                                    # teardown and start between trials (about 4 s each on 2 cores).
+                                    reuse_actors=True,
                                     # the same name as the trial's TorchTrainer run
                                     trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}"),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
