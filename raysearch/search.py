@@ -41,14 +41,14 @@ def default_storage() -> str:
     return str(Path.cwd() / "ray_results")
 
 
-def setup_of(spec: Spec, storage: str, decisions: Any) -> dict[str, Any]:
+def setup_of(spec: Spec, storage: str, decisions: Any, data_ref: ray.ObjectRef
+             ) -> dict[str, Any]:
     """What every trial of the search shares; travels to the workers with the trainable."""
     sch = spec.scheduler
     return {
         "name": spec.name,
         "model": spec.model,
-        "data": spec.data.name,
-        "data_options": spec.data_options().model_dump(),
+        "data_ref": data_ref,  # the data set's (splits, DataInfo), put once for all trials
         "max_t": spec.scheduler.max_t,
         "metric": spec.objective.metric,
         "mode": spec.objective.mode,
@@ -135,14 +135,15 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
     decisions = Decisions.remote()
-    setup = setup_of(spec, storage, decisions)
+    dataset = DATASETS[spec.data.name]
+    setup = setup_of(spec, storage, decisions, ray.put(dataset.load(spec.data_options())))
 
     client = MlflowClient(tracking_uri)
     settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
                 "trials": spec.search.trials, "scheduler": spec.scheduler.type,
                 "workers": spec.resources.workers}
     experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
-    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s")
+    reported = (*dataset.metrics, "train_loss", "epoch", "epoch_s")
     scheduler = make_scheduler(spec, decisions)
     trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
                                       getattr(scheduler, "stopped_early", ()))

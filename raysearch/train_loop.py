@@ -19,19 +19,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysearch import checkpoint
-from raysearch.data import DATASETS, DataInfo, Split
+from raysearch.data import DataInfo, Split
 from raysearch.models import MODELS
 
 
 def train_loop(config: dict[str, Any]) -> None:
     setup = config["setup"]
-    family, dataset = MODELS[setup["model"]], DATASETS[setup["data"]]
+    family = MODELS[setup["model"]]
     hp = family.hyperparams(**config["hyper"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
 
-    splits, info = dataset.load(dataset.options(**setup["data_options"]))
+    # Loaded once by the driver, read from the node's object store: no trial pays for loading
+    # it or for importing its loader.
+    splits, info = ray.get(setup["data_ref"])
     torch.manual_seed(hp.seed)
     model = family.build(hp, info).to(device)
     resume = ray.train.get_checkpoint()
@@ -234,9 +236,9 @@ def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
 def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: str = "test"
              ) -> dict[str, float]:
     """A saved model's metrics on one split, in this process (the driver scores the champion)."""
-    family, dataset = MODELS[setup["model"]], DATASETS[setup["data"]]
+    family = MODELS[setup["model"]]
     hp = family.hyperparams(**hyper)
-    splits, _ = dataset.load(dataset.options(**setup["data_options"]))
+    splits, _ = ray.get(setup["data_ref"])
     model = checkpoint.load(folder)
     x, y = splits[split]
     if family.fit == "ridge":

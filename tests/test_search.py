@@ -169,3 +169,34 @@ def test_a_worse_search_leaves_the_champion(ray_cluster, tmp_path, tracking_uri,
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias("digits-champion", "champion")
     assert str(champion.version) == first.promotion.version
+
+
+SAME_TRIAL_TWICE = """\
+    name: same-trial-twice
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 2, sampler: random, seed: 0, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      optimizer: {type: categorical, choices: [adam]}
+    fixed: {channels: 8, lr: 0.01, batch_size: 64, seed: 3}
+"""
+
+
+def test_the_overhead_mechanisms_leave_results_alone(ray_cluster, tmp_path, tracking_uri,
+                                                     write_spec):
+    """The first trial starts in a fresh actor, the second in the one it leaves (reuse_actors),
+    both reading the data the driver put in the object store: a seeded trial reports the same
+    numbers either way."""
+    spec = load_spec(write_spec(SAME_TRIAL_TWICE))
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
+    client = MlflowClient(tracking_uri)
+    histories = [{key: [m.value for m in client.get_metric_history(run.info.run_id, key)]
+                  for key in ("val_accuracy", "val_loss", "train_loss")}
+                 for run in child_runs(client, outcome)]
+    assert len(histories) == 2 and len(histories[0]["val_accuracy"]) == 2
+    assert histories[0] == histories[1]
+    assert outcome.count("completed") == 2
+    assert_nothing_left_running()

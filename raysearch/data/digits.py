@@ -2,7 +2,6 @@
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.datasets import load_digits
 
 from raysearch.data.base import DataInfo, Split
 
@@ -15,6 +14,10 @@ class DigitsOptions(BaseModel):
 
 
 def load(options: DigitsOptions) -> tuple[dict[str, Split], DataInfo]:
+    # Imported here: scikit-learn costs about a second of import, which the Train workers (they
+    # read the splits from the object store) need not pay.
+    from sklearn.datasets import load_digits
+
     x, y = load_digits(return_X_y=True)
     x = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
     x = (x - x.mean()) / x.std()
