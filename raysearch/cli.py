@@ -1,6 +1,7 @@
 """The `raysearch` command. Thin: parses, prints, and calls the modules that do the work."""
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -47,7 +48,10 @@ def spaces() -> None:
 
 @app.command()
 def tune(
-    space: str = typer.Option(..., "--space", "-s", help="Search-space file, or a ready space"),
+    space: str | None = typer.Option(None, "--space", "-s",
+                                     help="Search-space file, or a ready space"),
+    resume_: str | None = typer.Option(
+        None, "--resume", help="Go on with search NAME in --storage; alone: the last one started"),
     trials: int | None = typer.Option(None, help="Number of trials"),
     workers: int | None = typer.Option(None, help="Ray Train workers per trial"),
     gpus_per_worker: float | None = typer.Option(None, help="GPUs per worker"),
@@ -58,15 +62,32 @@ def tune(
     storage: str | None = typer.Option(None, help="Where Ray keeps results and checkpoints"),
 ) -> None:
     """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
-    from raysearch import tracking
+    from raysearch import resume, tracking
 
+    flags = {"trials": trials, "workers": workers, "gpus_per_worker": gpus_per_worker,
+             "max_concurrent": max_concurrent, "name": name}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    root = Path(storage) if storage else resume.default_storage()
     try:
-        spec = load_spec(resolve_space(space), set_ or [], trials=trials, workers=workers,
-                         gpus_per_worker=gpus_per_worker, max_concurrent=max_concurrent,
-                         name=name)
+        if (space is None) == (resume_ is None):
+            raise SpecError("tune: give --space FILE for a new search, or --resume [NAME] to go "
+                            "on with one")
+        if resume_ is not None:
+            if flags or set_:
+                raise SpecError("--resume: a resumed search keeps its own spec; drop "
+                                + ", ".join(f"--{k.replace('_', '-')}" for k in flags)
+                                + (" --set" if set_ else ""))
+            folder = resume.find(root, resume_ or None)
+            state = resume.load(folder)
+            spec = load_spec(folder / resume.SPACE_FILE, state.overrides, **state.flags)
+            uri, origin = tracking_uri or state.tracking_uri, None
+        else:
+            path = resolve_space(space)
+            spec = load_spec(path, set_ or [], **flags)
+            uri = tracking.tracking_uri(tracking_uri)
+            origin = resume.Origin(path.read_text(), set_ or [], flags)
     except SpecError as e:
         fail(str(e))
-    uri = tracking.tracking_uri(tracking_uri)
     check_tracking(uri)
 
     import ray
@@ -79,9 +100,13 @@ def tune(
             console.print(f"Ray dashboard: http://{context.dashboard_url}")
     console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
     try:
-        outcome = search.run(spec, uri, storage)
+        outcome = search.run(spec, uri, str(root), origin=origin, resuming=resume_ is not None)
     except SpecError as e:
         fail(str(e))
+    except search.Interrupted:
+        again = f"raysearch tune --resume {spec.name}" + (f" --storage {root}" if storage else "")
+        typer.echo(f"interrupted; finished trials are kept. Go on with: {again}", err=True)
+        raise typer.Exit(130) from None
     show(outcome, spec.objective.mode)
     if outcome.best is None:
         raise typer.Exit(1)
@@ -145,7 +170,18 @@ def pull(
 
 def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    app()
+    app(args=with_resume_value(sys.argv[1:]))
+
+
+def with_resume_value(args: list[str]) -> list[str]:
+    """`--resume` with no NAME after it means the last search: typer has no options whose value
+    is optional, so an empty NAME is put in."""
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append("")
+    return out
 
 
 if __name__ == "__main__":

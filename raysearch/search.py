@@ -2,6 +2,7 @@
 MLflow, the best checkpoint promoted to the registry."""
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch import tracking
+from raysearch import resume, tracking
 from raysearch.data import DATASETS
 from raysearch.early_stop import Decisions, PostingASHA, rungs
 from raysearch.space import DefineByRun, make_sampler
@@ -35,10 +36,6 @@ class Outcome:
 
     def count(self, state: str) -> int:
         return sum(1 for s in self.states.values() if s == state)
-
-
-def default_storage() -> str:
-    return str(Path.cwd() / "ray_results")
 
 
 def setup_of(spec: Spec, storage: str, decisions: Any, data_ref: ray.ObjectRef
@@ -82,29 +79,40 @@ def make_scheduler(spec: Spec, decisions: Any) -> TrialScheduler:
     sch = spec.scheduler
     if sch.type == "none":
         return FIFOScheduler()
-    return PostingASHA(decisions, time_attr="training_iteration", max_t=sch.max_t,
+    # Epochs, not Tune's count of reports: a resumed trial's count starts again at 1.
+    return PostingASHA(decisions, time_attr="epoch", max_t=sch.max_t,
                        grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
 
 
 def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent: int,
-                scheduler: TrialScheduler, callbacks: list[tune.Callback]) -> tune.Tuner:
+                scheduler: TrialScheduler, callbacks: list[tune.Callback],
+                resuming: bool = False) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
     searcher = ConcurrencyLimiter(
         OptunaSearch(space=DefineByRun(spec), metric=metric, mode=mode,
                      sampler=make_sampler(spec)),
         max_concurrent=max_concurrent)
-    return tune.Tuner(
-        trainable(setup),
-        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=searcher,
-                                    scheduler=scheduler, num_samples=spec.search.trials,
-                                    # The next trial runs in the last one's actor: no actor
-                                    # teardown and start between trials (about 4 s each on 2 cores).
-                                    reuse_actors=True,
-                                    # the same name as the trial's TorchTrainer run
-                                    trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}"),
-        run_config=tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
-                                  verbose=1),
-    )
+    tune_config = tune.TuneConfig(
+        metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
+        num_samples=spec.search.trials,
+        # The next trial runs in the last one's actor: no actor teardown and start between
+        # trials (about 4 s each on 2 cores).
+        reuse_actors=True,
+        # the same name as the trial's TorchTrainer run
+        trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}")
+    run_config = tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
+                                verbose=1)
+    if not resuming:
+        return tune.Tuner(trainable(setup), tune_config=tune_config, run_config=run_config)
+    # Finished trials stay finished, unfinished ones start again (their TorchTrainer run, found
+    # by its stable name, resumes from its latest checkpoint) and the searcher's state is
+    # reloaded from the experiment folder. Tuner.restore would run with the scheduler and
+    # callbacks pickled when the search began (copies, holding the dead driver's actor handle)
+    # and takes no new ones, so this driver's own are put in their place.
+    tuner = tune.Tuner.restore(f"{storage}/{spec.name}", trainable(setup))
+    tuner._local_tuner._tune_config = tune_config
+    tuner._local_tuner._run_config = run_config
+    return tuner
 
 
 def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] | None:
@@ -122,16 +130,23 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] 
         value = float(row[metric])
         if best is None or tracking.better(value, best["value"], mode):
             best = {"trial_id": result.metrics["trial_id"], "config": result.config,
-                    "value": value, "epoch": int(row["training_iteration"]),
+                    "value": value, "epoch": int(row["epoch"]),
                     "checkpoint": row["checkpoint_path"]}
     return best
 
 
+class Interrupted(Exception):
+    """The search stopped before its trials ended (Ctrl-C); its state is saved."""
+
+
 def run(spec: Spec, tracking_uri: str, storage: str | None = None,
-        callbacks: tuple[tune.Callback, ...] = ()) -> Outcome:
-    """Run the search `spec` on the connected Ray cluster; `callbacks` are extra Tune callbacks
-    (the benchmarks time trials with one)."""
-    storage = str(Path(storage or default_storage()).resolve())
+        callbacks: tuple[tune.Callback, ...] = (), origin: resume.Origin | None = None,
+        resuming: bool = False) -> Outcome:
+    """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
+    of that name in `storage`. `origin` records how the spec was made, for a later resume;
+    `callbacks` are extra Tune callbacks (the benchmarks time trials with one)."""
+    storage = str(Path(storage or resume.default_storage()).resolve())
+    folder = Path(storage) / spec.name
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
     decisions = Decisions.remote()
@@ -139,16 +154,27 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     setup = setup_of(spec, storage, decisions, ray.put(dataset.load(spec.data_options())))
 
     client = MlflowClient(tracking_uri)
-    settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
-                "trials": spec.search.trials, "scheduler": spec.scheduler.type,
-                "workers": spec.resources.workers}
-    experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
+    if resuming:
+        state = resume.load(folder)
+        experiment_id, parent = state.experiment_id, state.parent_run_id
+        client.update_run(parent, "RUNNING")
+    else:
+        settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
+                    "trials": spec.search.trials, "scheduler": spec.scheduler.type,
+                    "workers": spec.resources.workers}
+        experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
+        origin = origin or resume.Origin(spec.source.read_text())
+        resume.save(folder, origin, resume.SearchState(origin.overrides, origin.flags,
+                                                       tracking_uri, experiment_id, parent))
     reported = (*dataset.metrics, "train_loss", "epoch", "epoch_s")
     scheduler = make_scheduler(spec, decisions)
     trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
                                       getattr(scheduler, "stopped_early", ()))
+    # Tune saves the experiment's state at most this often (10 s by default): a driver killed
+    # between a trial's end and the next save would run that trial again on resume.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler,
-                        [trials_cb, *callbacks])
+                        [trials_cb, *callbacks], resuming)
     try:
         results = tuner.fit()
     except BaseException:
@@ -156,6 +182,9 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         raise
     finally:
         ray.kill(decisions)
+    if trials_cb.unfinished:
+        tracking.finish_search(client, parent, None, metric, status="KILLED")
+        raise Interrupted(spec.name)
 
     best = best_of(results, metric, mode)
     outcome = Outcome(spec.name, metric, best, trials_cb.states, parent_run_id=parent,

@@ -25,7 +25,8 @@ from ray import tune
 from raysearch import checkpoint
 
 TRIAL_TAG = "raysearch.trial_id"
-STATE_TAG = "raysearch.state"  # completed | stopped_early | failed
+STATE_TAG = "raysearch.state"  # completed | stopped_early | failed | interrupted | discarded
+ENDED = ("completed", "stopped_early", "failed")
 CHAMPION = "champion"
 
 
@@ -71,12 +72,17 @@ class MLflowTrials(tune.Callback):
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
+        self.live: set[str] = set()  # trials started and not ended
+        self.unfinished: list[str] = []  # at the experiment's end: trials that did not end
 
     def setup(self, **info: Any) -> None:
         # A restored search finds its trials' runs again instead of making second ones.
         for run in self.client.search_runs(
                 [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent}'"):
-            self.runs[run.data.tags[TRIAL_TAG]] = run.info.run_id
+            trial_id = run.data.tags[TRIAL_TAG]
+            self.runs[trial_id] = run.info.run_id
+            if run.data.tags.get(STATE_TAG) in ENDED:
+                self.states[trial_id] = run.data.tags[STATE_TAG]
 
     def run_id(self, trial: Any) -> str:
         if trial.trial_id not in self.runs:
@@ -89,22 +95,27 @@ class MLflowTrials(tune.Callback):
         return self.runs[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.live.add(trial.trial_id)
+        if trial.trial_id in self.runs:  # a resumed trial: its run was left KILLED or RUNNING
+            self.client.update_run(self.runs[trial.trial_id], "RUNNING")
         self.run_id(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))}
         self.client.log_batch(self.run_id(trial),
-                              metrics=metrics_now(values, result["training_iteration"]))
+                              metrics=metrics_now(values, result["epoch"]))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         early = trial.trial_id in self.stopped_early
+        self.live.discard(trial.trial_id)
         run_id = self.run_id(trial)
         self.states[trial.trial_id] = "stopped_early" if early else "completed"
         self.client.set_tag(run_id, STATE_TAG, self.states[trial.trial_id])
         self.client.set_terminated(run_id, "KILLED" if early else "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.live.discard(trial.trial_id)
         run_id = self.run_id(trial)
         error = trial.get_error()
         self.states[trial.trial_id] = "failed"
@@ -112,6 +123,22 @@ class MLflowTrials(tune.Callback):
         if error is not None:
             self.client.set_tag(run_id, "raysearch.error", str(error).strip().splitlines()[-1])
         self.client.set_terminated(run_id, "FAILED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """After Ctrl-C Tune stops the running trials without ending them: those, and trials
+        never started, are what a resume will run."""
+        self.unfinished = [t.trial_id for t in trials
+                           if t.trial_id in self.live or t.status in ("PENDING", "PAUSED")]
+        for trial_id in self.live:
+            self.client.set_tag(self.runs[trial_id], STATE_TAG, "interrupted")
+            self.client.set_terminated(self.runs[trial_id], "KILLED")
+        # A driver killed within a second of starting a trial dies before Tune saves that the
+        # trial exists: the resumed search never runs it (Optuna suggests another instead).
+        known = {t.trial_id for t in trials}
+        for trial_id, run_id in self.runs.items():
+            if trial_id not in known and trial_id not in self.states:
+                self.client.set_tag(run_id, STATE_TAG, "discarded")
+                self.client.set_terminated(run_id, "KILLED")
 
 
 @dataclass

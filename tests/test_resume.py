@@ -1,0 +1,112 @@
+"""A search survives its driver: Ctrl-C saves it, SIGKILL loses nothing finished, and
+`raysearch tune --resume` goes on with it on a real Ray cluster and a real MLflow store."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mlflow import MlflowClient
+
+from raysearch import tracking
+
+SPACE = """\
+    name: resumable
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 5, sampler: tpe, seed: 0, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-1, log: true}
+    fixed: {channels: 8, optimizer: adam, batch_size: 64}
+"""
+
+
+def start(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "raysearch", "tune", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+
+
+def trial_runs(client: MlflowClient) -> dict[str, object]:
+    experiment = client.get_experiment_by_name("resumable")
+    if experiment is None:
+        return {}
+    runs = client.search_runs([experiment.experiment_id])
+    return {run.data.tags[tracking.TRIAL_TAG]: run for run in runs
+            if tracking.TRIAL_TAG in run.data.tags}
+
+
+def wait_for_completed(client: MlflowClient, count: int, process: subprocess.Popen,
+                       timeout_s: float = 400) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        done = [r for r in trial_runs(client).values()
+                if r.data.tags.get(tracking.STATE_TAG) == "completed"]
+        if len(done) >= count:
+            return
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"ended early ({process.returncode}): {out[-2000:]}{err[-2000:]}")
+        time.sleep(1)
+    raise AssertionError(f"fewer than {count} trials completed in {timeout_s} s")
+
+
+def history(client: MlflowClient, run) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+
+
+def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_path,
+                                                             tracking_uri, write_spec):
+    space = write_spec(SPACE)
+    storage = str(tmp_path / "results")
+    env = {"RAY_ADDRESS": ray_cluster.address_info["address"]}
+    client = MlflowClient(tracking_uri)
+
+    # Ctrl-C once: Tune stops, saves its state, and the command says how to go on.
+    first = start("--space", str(space), "--tracking-uri", tracking_uri, "--storage", storage,
+                  env=env)
+    wait_for_completed(client, 1, first)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 130, out + err
+    assert f"raysearch tune --resume resumable --storage {storage}" in err
+    assert "Traceback" not in err
+
+    # `--resume` alone takes the last search; then the driver dies without a word.
+    second = start("--resume", "--storage", storage, env=env)
+    wait_for_completed(client, 3, second)
+    before = {trial: history(client, run) for trial, run in trial_runs(client).items()
+              if run.data.tags.get(tracking.STATE_TAG) == "completed"}
+    second.send_signal(signal.SIGKILL)
+    second.communicate(timeout=60)
+
+    third = start("--resume", "resumable", "--storage", storage, env=env)
+    out, err = third.communicate(timeout=600)
+    assert third.returncode == 0, out + err
+    assert "trials: 5 completed" in out
+
+    runs = trial_runs(client)
+    # A trial started in the second before the kill, before Tune saved that it exists, is not
+    # run on resume; its run says so.
+    discarded = {t for t, run in runs.items()
+                 if run.data.tags[tracking.STATE_TAG] == "discarded"}
+    assert len(discarded) <= 1
+    assert all(runs[t].info.status == "KILLED" for t in discarded)
+    runs = {t: run for t, run in runs.items() if t not in discarded}
+    assert len(runs) == 5  # one child run per trial, however often the search was resumed
+    for trial, run in runs.items():
+        assert run.data.tags[tracking.STATE_TAG] == "completed"
+        steps = [step for step, _ in history(client, run)]
+        assert sorted(set(steps)) == [1, 2]
+        if trial in before:  # finished before the kill: not trained again
+            assert history(client, run) == before[trial]
+    # Optuna went on from its saved state: five trials, five different suggestions
+    assert len({run.data.params["lr"] for run in runs.values()}) == 5
+    experiment = client.get_experiment_by_name("resumable")
+    parents = client.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert client.get_model_version_by_alias("resumable", "champion")
