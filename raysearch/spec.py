@@ -43,7 +43,7 @@ def _listed(names: Sequence[Any]) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _RangeChecks(BaseModel):
@@ -136,7 +136,10 @@ class Resources(_Strict):
     workers: int = Field(2, ge=1)
     gpus_per_worker: float = Field(0, ge=0)
     cpus_per_worker: float = Field(1, gt=0)
-    max_failures: int = Field(2, ge=0)
+    max_failures: int = Field(2, ge=0)  # restarts of a failed worker group, per trial
+    # How long a trial waits for its workers before it fails: long enough for an autoscaler to
+    # bring up a GPU node, short enough that a trial that can never start says so.
+    start_timeout_s: float = Field(300, gt=0)
 
 
 class DataSpec(_Strict):
@@ -345,7 +348,9 @@ class _Doc:
 
 
 def _dotted(path: Key) -> str:
-    return ".".join(map(str, path))
+    """a.b.0.c; a key with a character that does not print (a tab, a line break) quoted, so the
+    message stays one line and shows it."""
+    return ".".join(str(k) if str(k).isprintable() else repr(k) for k in path)
 
 
 def _read(file: str) -> str:
@@ -531,16 +536,19 @@ def _validate(doc: _Doc, source: Path) -> Spec:
 def load_spec(path: str | Path, overrides: Sequence[str] = (), **cli: Any) -> Spec:
     """Read, override (`--set key.path=value` strings, then the CLI flags in `cli`, None meaning
     not given) and validate a search-space file. Raises SpecError."""
-    doc = _parse(str(path), _read(str(path)))
-    for item in overrides:
-        _apply_set(doc, item)
-    for flag, value in cli.items():
-        if flag not in _CLI:
-            raise TypeError(f"load_spec() got an unexpected keyword argument {flag!r}")
-        if value is not None:
-            key, origin = _CLI[flag]
-            _put(doc, key, value, origin)
-    return _validate(doc, Path(path))
+    try:
+        doc = _parse(str(path), _read(str(path)))
+        for item in overrides:
+            _apply_set(doc, item)
+        for flag, value in cli.items():
+            if flag not in _CLI:
+                raise TypeError(f"load_spec() got an unexpected keyword argument {flag!r}")
+            if value is not None:
+                key, origin = _CLI[flag]
+                _put(doc, key, value, origin)
+        return _validate(doc, Path(path))
+    except RecursionError:  # YAML's parser and pydantic recurse once per level
+        raise SpecError(f"{path}: nested too deeply to be a search space") from None
 
 
 def ready_spaces() -> list[Path]:

@@ -191,6 +191,10 @@ BROKEN = [
      "name", "letters, digits"),
     ("duplicate key", ESN, ("washout: 100", "washout: 100\n  washout: 50  # <-"),
      "fixed.washout", "duplicate key (first at line 15)"),
+    ("infinite bound", ESN, ("low: 1e-9, high: 1e-2", "low: 1e-9, high: .inf"),
+     "params.ridge.high", "finite number"),
+    ("NaN fixed value", ESN, ("washout: 100", "washout: 100\n  leak_rate: .nan  # <-"),
+     "fixed.leak_rate", "finite number"),
     ("negative gpus", ESN, ("gpus_per_worker: 0}", "gpus_per_worker: -1}"),
      "resources.gpus_per_worker", "greater than or equal to 0"),
 ]

@@ -7,7 +7,7 @@ from raysearch.data.base import DataInfo, Split
 
 
 class DigitsOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     val_fraction: float = Field(0.2, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     split_seed: int = 0

@@ -15,7 +15,7 @@ from raysearch.data.base import DataInfo, Split
 
 
 class MackeyGlassOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     horizon: int = Field(1, ge=1)  # predict x(t + horizon) from the series up to t
     length: int = Field(6000, ge=100)  # samples kept, after the transient is dropped
     tau: float = Field(17.0, gt=0)

@@ -17,7 +17,7 @@ from raysearch.data.base import DataInfo
 
 
 class ESNHyper(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     units: int = Field(500, ge=2)
     spectral_radius: float = Field(0.9, gt=0)
     leak_rate: float = Field(0.3, gt=0, le=1)

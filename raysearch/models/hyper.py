@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class GradientHyper(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     lr: float = Field(1e-3, gt=0)
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only

@@ -1,0 +1,139 @@
+"""Broken search-space files, generated: whatever a file holds, `raysearch validate` and
+`raysearch tune` answer with exit code 0 or 2, never a traceback; a 2 is one line naming the
+file, and nothing is written. The commands run in this process (typer's runner), so hypothesis
+can try hundreds of files in seconds; test_cli.py runs the same checks as a real subprocess."""
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from raysearch.cli import app
+
+VALID = {
+    "name": "fuzzed",
+    "model": "esn",
+    "data": {"name": "mackey_glass", "horizon": 1},
+    "objective": {"metric": "val_nrmse", "mode": "min"},
+    "search": {"trials": 4, "sampler": "tpe", "seed": 0, "max_concurrent": 1},
+    "scheduler": {"type": "asha", "max_t": 4, "grace_period": 1, "reduction_factor": 2},
+    "resources": {"workers": 2, "cpus_per_worker": 1},
+    "params": {
+        "units": {"type": "int", "low": 50, "high": 500, "log": True},
+        "ridge": {"type": "float", "low": 1e-9, "high": 1e-3, "log": True},
+        "leak_rate": {"type": "float", "low": 0.1, "high": 1.0, "when": {"layers": 1}},
+        "layers": {"type": "categorical", "choices": [1, 2]},
+    },
+    "fixed": {"washout": 50},
+}
+
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**18, max_value=10**400),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
+    st.sampled_from(["1e-9", "yes", "~", "0x1F", "1_000", ".inf", "-.nan", "2026-02-30"]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+
+
+def paths(doc, prefix=()):
+    """Every key path of a document, mappings and lists alike."""
+    yield prefix
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            yield from paths(value, prefix + (key,))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            yield from paths(value, prefix + (i,))
+
+
+def at(doc, path):
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+@st.composite
+def mutated(draw) -> tuple[str, bool]:
+    """A valid spec with one thing changed: a value replaced by any other, a key deleted, or an
+    unknown key added. Returns the YAML text and whether the change surely breaks the spec."""
+    doc = copy.deepcopy(VALID)
+    path = draw(st.sampled_from(list(paths(doc))[1:]))
+    parent, key = at(doc, path[:-1]), path[-1]
+    kind = draw(st.sampled_from(["replace", "delete", "add"]))
+    if kind == "replace":
+        parent[key] = draw(values)
+        broken = False  # another valid value is possible (a different seed, say)
+    elif kind == "delete":
+        del parent[key]
+        broken = False  # most keys have defaults
+    else:
+        target = parent if isinstance(parent, dict) else doc
+        target[f"zz_{draw(st.text(max_size=6))}"] = draw(values)
+        broken = True
+    return yaml.safe_dump(doc, allow_unicode=True), broken
+
+
+def nested(depth: int, kind: str) -> str:
+    if kind == "flow lists":
+        return "name: " + "[" * depth + "]" * depth + "\n"
+    if kind == "flow mappings":
+        return "name: " + "{a: " * depth + "1" + "}" * depth + "\n"
+    return "".join(f"{'  ' * i}k{i}:\n" for i in range(depth)) + "  " * depth + "v: 1\n"
+
+
+runner = CliRunner()
+
+
+def check(folder: Path, content: bytes, command: str, surely_broken: bool) -> None:
+    spec = folder / "space.yaml"
+    spec.write_bytes(content)
+    cwd = os.getcwd()
+    os.chdir(folder)  # where `tune` would put mlflow.db and ray_results
+    try:
+        args = ["validate", "space.yaml"] if command == "validate" else [
+            "tune", "--space", "space.yaml"]
+        result = runner.invoke(app, args, env={"MLFLOW_TRACKING_URI": ""})
+    finally:
+        os.chdir(cwd)
+    # an escaped exception is what a user would see as a traceback
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        content[:300], result.exception)
+    assert result.exit_code in (0, 2), (content[:300], result.output)
+    if surely_broken or command == "tune":
+        assert result.exit_code == 2, (content[:300], result.output)
+    if result.exit_code == 2:
+        line, = result.stderr.strip().splitlines()
+        assert line.startswith("error: space.yaml"), line
+    assert [p.name for p in folder.iterdir()] == ["space.yaml"]
+
+
+@FUZZ
+@given(case=mutated())
+def test_one_change_to_a_valid_file(case, tmp_path_factory):
+    text, broken = case
+    check(tmp_path_factory.mktemp("f"), text.encode(), "validate", broken)
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=400),
+                         st.text(max_size=400).map(str.encode),
+                         st.builds(lambda v: yaml.safe_dump(v).encode(), values)))
+@pytest.mark.parametrize("command", ["validate", "tune"])
+def test_garbage(content, command, tmp_path_factory):
+    check(tmp_path_factory.mktemp("g"), content, command, surely_broken=True)
+
+
+@settings(deadline=None, max_examples=8, derandomize=True)
+@given(depth=st.integers(min_value=1, max_value=5000),
+       kind=st.sampled_from(["flow lists", "flow mappings", "block mappings"]))
+def test_deep_nesting(depth, kind, tmp_path_factory):
+    check(tmp_path_factory.mktemp("n"), nested(depth, kind).encode(), "validate", True)
