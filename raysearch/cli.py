@@ -16,7 +16,8 @@ console = Console(soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    # one line, whatever a file's values hold
+    typer.echo("error: " + " ".join(message.splitlines()), err=True)
     raise typer.Exit(code)
 
 
@@ -108,8 +109,11 @@ def tune(
         typer.echo(f"interrupted; finished trials are kept. Go on with: {again}", err=True)
         raise typer.Exit(130) from None
     show(outcome, spec.objective.mode)
+    if outcome.best is None and outcome.errors:
+        trial_id, reason = next(iter(outcome.errors.items()))
+        fail(f"every trial failed; the first, trial {trial_id}: {reason}", 1)
     if outcome.best is None:
-        raise typer.Exit(1)
+        fail("no trial reported the objective", 1)
 
 
 def check_tracking(uri: str) -> None:
@@ -127,6 +131,8 @@ def show(outcome, mode: str) -> None:
     console.print(f"trials: {outcome.count('completed')} completed, "
                   f"{outcome.count('stopped_early')} stopped early, "
                   f"{outcome.count('failed')} failed")
+    for trial_id, reason in outcome.errors.items():
+        console.print(f"[red]failed[/] trial {trial_id}: {reason}", highlight=False)
     best = outcome.best
     if best is None:
         console.print("[red]no trial reported the objective; nothing was registered[/]")

@@ -29,6 +29,7 @@ class Outcome:
     metric: str
     best: dict[str, Any] | None  # trial_id, config, value, epoch, checkpoint
     states: dict[str, str]  # trial id -> completed | stopped_early | failed
+    errors: dict[str, str] = field(default_factory=dict)  # failed trial id -> why, first first
     promotion: tracking.Promotion | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
     parent_run_id: str = ""
@@ -173,6 +174,9 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
     # between a trial's end and the next save would run that trial again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # A failed trial's traceback goes to its MLflow run (error.txt) and the summary gives its
+    # last line, rather than Tune printing every traceback into the live view.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler,
                         [trials_cb, *callbacks], resuming)
     try:
@@ -187,8 +191,8 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         raise Interrupted(spec.name)
 
     best = best_of(results, metric, mode)
-    outcome = Outcome(spec.name, metric, best, trials_cb.states, parent_run_id=parent,
-                      max_concurrent=max_concurrent)
+    outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
+                      parent_run_id=parent, max_concurrent=max_concurrent)
     if best and math.isfinite(best["value"]):
         outcome.test_metrics = evaluate(setup, best["config"], best["checkpoint"])
         outcome.promotion = tracking.promote(

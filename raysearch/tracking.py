@@ -8,6 +8,7 @@ per metric per call, drops `checkpoint_path` and logs numeric-looking strings as
 
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from ray import tune
 
@@ -27,6 +28,8 @@ from raysearch import checkpoint
 TRIAL_TAG = "raysearch.trial_id"
 STATE_TAG = "raysearch.state"  # completed | stopped_early | failed | interrupted | discarded
 ENDED = ("completed", "stopped_early", "failed")
+ERROR_TAG = "raysearch.error"  # a failed trial's reason: its error's last line
+RESTARTS_TAG = "raysearch.restarts"  # worker-group restarts after a failure (a lost worker)
 CHAMPION = "champion"
 
 
@@ -58,8 +61,16 @@ def finish_search(client: MlflowClient, run_id: str, best: dict[str, Any] | None
     if best:
         client.log_batch(run_id, metrics=metrics_now({f"best_{metric}": best["value"]}),
                          params=[Param(f"best.{k}", str(v)) for k, v in best["config"].items()],
-                         tags=[mlflow.entities.RunTag("best_trial_id", best["trial_id"])])
+                         tags=[RunTag("best_trial_id", best["trial_id"])])
     client.set_terminated(run_id, status)
+
+
+def last_line(error: str) -> str:
+    """The line of an error's text that says what went wrong: its last, without the exception's
+    module path (Ray wraps a trial's error in tracebacks of the actors it passed through)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    line = lines[-1] if lines else "unknown error"
+    return re.sub(r"^(?:\w+\.)+(?=\w+: )", "", line)
 
 
 class MLflowTrials(tune.Callback):
@@ -72,6 +83,8 @@ class MLflowTrials(tune.Callback):
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
+        self.errors: dict[str, str] = {}  # trial id -> why it failed, in the order they failed
+        self.restarts: dict[str, int] = {}
         self.live: set[str] = set()  # trials started and not ended
         self.unfinished: list[str] = []  # at the experiment's end: trials that did not end
 
@@ -83,6 +96,8 @@ class MLflowTrials(tune.Callback):
             self.runs[trial_id] = run.info.run_id
             if run.data.tags.get(STATE_TAG) in ENDED:
                 self.states[trial_id] = run.data.tags[STATE_TAG]
+            if run.data.tags.get(ERROR_TAG):
+                self.errors[trial_id] = run.data.tags[ERROR_TAG]
 
     def run_id(self, trial: Any) -> str:
         if trial.trial_id not in self.runs:
@@ -105,6 +120,10 @@ class MLflowTrials(tune.Callback):
         values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))}
         self.client.log_batch(self.run_id(trial),
                               metrics=metrics_now(values, result["epoch"]))
+        restarts = result.get("restarts", 0)
+        if restarts > self.restarts.get(trial.trial_id, 0):
+            self.restarts[trial.trial_id] = restarts
+            self.client.set_tag(self.run_id(trial), RESTARTS_TAG, str(restarts))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         early = trial.trial_id in self.stopped_early
@@ -117,11 +136,15 @@ class MLflowTrials(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.live.discard(trial.trial_id)
         run_id = self.run_id(trial)
-        error = trial.get_error()
+        # the trial's error file on this machine: the copy in storage is written later
+        local = Path(trial.error_file) if trial.error_file else None
+        text = local.read_text() if local and local.exists() else trial.get_error()
+        if local and local.exists():  # the whole traceback, beside the run's metrics
+            self.client.log_artifact(run_id, str(local))
         self.states[trial.trial_id] = "failed"
-        self.client.set_tag(run_id, STATE_TAG, "failed")
-        if error is not None:
-            self.client.set_tag(run_id, "raysearch.error", str(error).strip().splitlines()[-1])
+        self.errors[trial.trial_id] = last_line(text) if text else "unknown error"
+        self.client.log_batch(run_id, tags=[RunTag(STATE_TAG, "failed"),
+                                            RunTag(ERROR_TAG, self.errors[trial.trial_id])])
         self.client.set_terminated(run_id, "FAILED")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -23,7 +23,9 @@ from raysearch.data import DataInfo, Split
 from raysearch.models import MODELS
 
 
-def train_loop(config: dict[str, Any]) -> None:
+def train_loop(config: dict[str, Any]) -> str | None:
+    """Trains until the last epoch or ASHA's stop; returns why it stopped on its own if a metric
+    was not finite (rank 0's return value reaches the trial as the Result's return_value)."""
     setup = config["setup"]
     family = MODELS[setup["model"]]
     hp = family.hyperparams(**config["hyper"])
@@ -45,7 +47,7 @@ def train_loop(config: dict[str, Any]) -> None:
         state = None
 
     fit = fit_ridge if family.fit == "ridge" else fit_gradient
-    fit(model, hp, splits, info, setup, state, rank, world, device)
+    return fit(model, hp, splits, info, setup, state, rank, world, device)
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
@@ -53,6 +55,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def not_finite(metrics: dict[str, float]) -> str | None:
+    """Why the trial cannot go on, if a metric is NaN or infinite. Every rank sees the same
+    all-reduced values, so all ranks stop together."""
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            return f"{key} is {value} at epoch {metrics['epoch']}"
+    return None
 
 
 def report(metrics: dict[str, float], setup: dict[str, Any], model: nn.Module, rank: int,
@@ -123,7 +134,7 @@ def make_schedule(hp, optimizer, total_steps: int):
 
 def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
                  setup: dict[str, Any], state: dict[str, Any] | None, rank: int, world: int,
-                 device: torch.device) -> None:
+                 device: torch.device) -> str | None:
     x, y = splits["train"]
     # Equal shards keep every rank at the same number of steps, as DDP needs.
     per_rank = len(x) // world
@@ -164,10 +175,13 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         metrics = {"epoch": epoch + 1, "train_loss": sums[-1].item() / world,
                    **classification_metrics(sums[:-1], "val"),
                    "epoch_s": time.perf_counter() - began}
+        if reason := not_finite(metrics):
+            return reason
         train_state = {"epoch": epoch + 1, "optimizer": optimizer.state_dict(),
                        "schedule": schedule.state_dict() if schedule else {}}
         if report(metrics, setup, model, rank, train_state):
-            return
+            return None
+    return None
 
 
 # --- echo state networks -----------------------------------------------------------------------
@@ -196,9 +210,12 @@ def stretch(lo: int, hi: int, rank: int, world: int) -> tuple[int, int]:
 
 def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
               setup: dict[str, Any], state: dict[str, Any] | None, rank: int, world: int,
-              device: torch.device) -> None:
+              device: torch.device) -> str | None:
     u, y = (t.to(device) for t in splits["train"])
     u_val, y_val = (t.to(device) for t in splits["val"])
+    if hp.washout >= len(u_val):
+        raise ValueError(f"washout ({hp.washout}) leaves no step of the validation series "
+                         f"({len(u_val)} steps) to score")
     chunks = min(hp.chunks or setup["max_t"], setup["max_t"], len(u))
     bounds = [len(u) * k // chunks for k in range(chunks + 1)]
     d, o = model.state_size + 1, info.num_outputs
@@ -229,8 +246,11 @@ def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         metrics = {"epoch": k + 1, "train_loss": float(train_sse / (n * o)),
                    **forecast_metrics(all_reduce_sum(val), "val"),
                    "epoch_s": time.perf_counter() - began}
+        if reason := not_finite(metrics):
+            return reason
         if report(metrics, setup, model, rank, {"sums": sums.cpu(), "chunk": k + 1}):
-            return
+            return None
+    return None
 
 
 def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: str = "test"

@@ -10,6 +10,7 @@ from typing import Any
 import ray.train
 from ray import tune
 from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from raysearch.train_loop import train_loop
@@ -23,12 +24,39 @@ HEALTH_CHECK_INTERVAL_S = "0.2"
 TRIAL_RESOURCES = {"cpu": 0, "memory": 256 * 2**20}
 
 
+class Diverged(Exception):
+    """A metric of the trial became NaN or infinite; training it further is pointless."""
+
+
+class WorkersNeverStarted(Exception):
+    """The trial's worker group did not start within `resources.start_timeout_s`."""
+
+
+class ForwardToTune(TuneReportCallback):
+    """Forwards every report to Tune with the number of times the worker group was restarted
+    after a failure so far. Runs in the trial's Train controller, which outlives restarts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.restarts = 0
+
+    def after_exception(self, run_context, worker_exceptions) -> None:
+        self.restarts += 1
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        super().after_report(run_context, [{**metrics[0], "restarts": self.restarts}],
+                             checkpoint)
+
+
 def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     """`config`: the hyperparameters Optuna sampled plus the fixed ones; `setup`: the search's
     model, data, objective, resources and storage (the same for every trial)."""
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
-    trial_id = tune.get_context().get_trial_id()
     res = setup["resources"]
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
+    # Ray Train waits this long for a worker group, then retries; with no retries of the start
+    # (controller_failure_limit=0 below) this bounds a trial whose workers never start.
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(res["start_timeout_s"])
+    trial_id = tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"setup": {**setup, "trial_id": trial_id}, "hyper": config},
@@ -41,8 +69,11 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             # Stable (no timestamp), so a restored search finds the run again.
             name=f"{setup['name']}-{trial_id}",
             storage_path=setup["train_storage"],
-            callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=res["max_failures"]),
+            callbacks=[ForwardToTune()],
+            # A failed worker group restarts from the latest checkpoint `max_failures` times;
+            # a start that timed out is not retried (Ray's default retries it forever).
+            failure_config=ray.train.FailureConfig(max_failures=res["max_failures"],
+                                                   controller_failure_limit=0),
             # Keeps the best checkpoint (the one promoted) and the latest (the one resumed).
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1,
@@ -51,7 +82,21 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             ),
         ),
     )
-    trainer.fit()
+    try:
+        result = trainer.fit()
+    except ray.train.ControllerError as e:
+        # Ray Train's own timeout error is not exported; telling it apart is what turns a
+        # worker group that never started into a message saying what the trial waited for.
+        if isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
+            raise WorkersNeverStarted(
+                f"{res['workers']} workers of {res['cpus_per_worker']:g} CPU and "
+                f"{res['gpus_per_worker']:g} GPU each did not start within "
+                f"{res['start_timeout_s']:g} s (resources.start_timeout_s); the cluster has "
+                f"{ray.available_resources()} free") from None
+        raise
+    # The train loop returns why it stopped early on its own: a metric that is not finite.
+    if result.return_value:
+        raise Diverged(result.return_value)
 
 
 def trainable(setup: dict[str, Any]):

@@ -1,15 +1,10 @@
 """End to end on a real local Ray cluster: Optuna + ASHA over 2-worker gloo TorchTrainer trials,
 a real SQLite MLflow store, the registry and `raysearch pull`."""
 
-import os
-import subprocess
-import sys
-import time
-
 import mlflow
 import pytest
-import ray
 import torch
+from helpers import assert_nothing_left_running, child_runs, cli
 from mlflow import MlflowClient
 
 import raysearch
@@ -47,29 +42,6 @@ ESN = """\
       ridge:           {type: float, low: 1e-9, high: 1e-3, log: true}
     fixed: {washout: 50, leak_rate: 0.5}
 """
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600)
-
-
-def child_runs(client: MlflowClient, outcome: search.Outcome):
-    experiment = client.get_experiment_by_name(outcome.name)
-    return client.search_runs([experiment.experiment_id],
-                              f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
-
-
-def assert_nothing_left_running(within_s: float = 30.0) -> None:
-    """No Ray Train worker group's placement group outlives the search. A stopped trial's group
-    is removed by Ray Train's cleaner actor, which polls: give it a bounded time."""
-    deadline = time.time() + within_s
-    while True:
-        live = [g for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
-        if not live or time.time() > deadline:
-            break
-        time.sleep(0.5)
-    assert live == []
 
 
 def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri, write_spec):

@@ -1,0 +1,34 @@
+"""What the end-to-end tests share: the command line, a search's child runs, the leak check."""
+
+import os
+import subprocess
+import sys
+import time
+
+import ray
+from mlflow import MlflowClient
+
+from raysearch import search
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def child_runs(client: MlflowClient, outcome: search.Outcome):
+    experiment = client.get_experiment_by_name(outcome.name)
+    return client.search_runs([experiment.experiment_id],
+                              f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
+
+
+def assert_nothing_left_running(within_s: float = 30.0) -> None:
+    """No Ray Train worker group's placement group outlives the search. A stopped trial's group
+    is removed by Ray Train's cleaner actor, which polls: give it a bounded time."""
+    deadline = time.time() + within_s
+    while True:
+        live = [g for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
+        if not live or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert live == []
