@@ -1,5 +1,5 @@
 """raysearch: hyperparameter search on Ray Tune, Optuna and MLflow for PyTorch models."""
 
-from raysearch.checkpoint import load
+from raysearch.checkpoint import CheckpointError, load
 
-__all__ = ["load"]
+__all__ = ["CheckpointError", "load"]

@@ -165,12 +165,15 @@ def pull(
     from mlflow.exceptions import MlflowException
 
     from raysearch import tracking
+    from raysearch.checkpoint import CheckpointError
 
     uri = tracking.tracking_uri(tracking_uri)
     try:
         folder, version = tracking.pull(MlflowClient(uri), ref, out)
     except MlflowException as e:
         fail(f"{ref}: {e.message.splitlines()[0]}")
+    except CheckpointError as e:
+        fail(str(e))
     console.print(f"{version.name} version {version.version} -> {folder}")
 
 

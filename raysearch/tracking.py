@@ -31,6 +31,7 @@ ENDED = ("completed", "stopped_early", "failed")
 ERROR_TAG = "raysearch.error"  # a failed trial's reason: its error's last line
 RESTARTS_TAG = "raysearch.restarts"  # worker-group restarts after a failure (a lost worker)
 CHAMPION = "champion"
+SHA256_TAG = "sha256"  # a model version's tag per file: sha256.model.pt, sha256.config.json
 
 
 def tracking_uri(cli_value: str | None = None) -> str:
@@ -180,8 +181,10 @@ def promote(client: MlflowClient, name: str, run_id: str, checkpoint_dir: str, m
     """Register the checkpoint as a new version of model `name`; move `champion` to it only if it
     beats the current champion on the same metric."""
     # The model alone: the optimizer and ridge sums in the checkpoint are for resuming training.
-    for file in (checkpoint.CONFIG_FILE, checkpoint.WEIGHTS_FILE):
+    for file in checkpoint.MODEL_FILES:
         client.log_artifact(run_id, str(Path(checkpoint_dir) / file), artifact_path="model")
+    sums = {f"{SHA256_TAG}.{name}": digest
+            for name, digest in checkpoint.checksums(checkpoint_dir).items()}
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
     try:
         client.create_registered_model(name)
@@ -190,7 +193,7 @@ def promote(client: MlflowClient, name: str, run_id: str, checkpoint_dir: str, m
             raise
     version = client.create_model_version(
         name, source, run_id=run_id,
-        tags={"metric": metric, "mode": mode, "value": repr(value), **tags}).version
+        tags={"metric": metric, "mode": mode, "value": repr(value), **sums, **tags}).version
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
@@ -222,12 +225,21 @@ def resolve(client: MlflowClient, ref: str) -> Any:
 
 
 def pull(client: MlflowClient, ref: str, out: str | Path) -> tuple[Path, Any]:
-    """Download the model version `ref` names into folder `out`."""
+    """Download the model version `ref` names into folder `out`, after checking each file
+    against the SHA-256 recorded when it was registered (nothing is written if one differs)."""
     version = resolve(client, ref)
+    expected = {key.removeprefix(f"{SHA256_TAG}."): digest
+                for key, digest in version.tags.items() if key.startswith(f"{SHA256_TAG}.")}
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp,
                                                     tracking_uri=client.tracking_uri)
+        bad = checkpoint.damaged(local, expected)
+        if bad:
+            raise checkpoint.CheckpointError(
+                f"{version.source}/{bad[0]}: not the file registered as {version.name} version "
+                f"{version.version} (its SHA-256 differs or it is missing); nothing was written "
+                f"to {out}")
         out.mkdir(parents=True, exist_ok=True)
         for item in Path(local).iterdir():
             target = out / item.name
