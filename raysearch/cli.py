@@ -64,6 +64,7 @@ def tune(
 ) -> None:
     """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
     from raysearch import resume, tracking
+    from raysearch.outbox import fail_fast
 
     flags = {"trials": trials, "workers": workers, "gpus_per_worker": gpus_per_worker,
              "max_concurrent": max_concurrent, "name": name}
@@ -89,11 +90,13 @@ def tune(
             origin = resume.Origin(path.read_text(), set_ or [], flags)
     except SpecError as e:
         fail(str(e))
+    fail_fast()
     check_tracking(uri)
 
     import ray
 
     from raysearch import search
+    from raysearch.outbox import TrackingDown
 
     if not ray.is_initialized():
         context = ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
@@ -104,6 +107,9 @@ def tune(
         outcome = search.run(spec, uri, str(root), origin=origin, resuming=resume_ is not None)
     except SpecError as e:
         fail(str(e))
+    except TrackingDown as e:
+        fail(f"{e}: the search's trials and checkpoints are kept in {root / spec.name}, but the "
+             "champion was not registered", 1)
     except search.Interrupted:
         again = f"raysearch tune --resume {spec.name}" + (f" --storage {root}" if storage else "")
         typer.echo(f"interrupted; finished trials are kept. Go on with: {again}", err=True)

@@ -17,6 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 from raysearch import resume, tracking
 from raysearch.data import DATASETS
 from raysearch.early_stop import Decisions, PostingASHA, rungs
+from raysearch.outbox import TrackingDown, fail_fast
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
 from raysearch.train_loop import evaluate
@@ -136,6 +137,10 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] 
     return best
 
 
+TRACKING_WAIT_S = 600  # how long a finished search waits for an unreachable MLflow
+STOPPING_WAIT_S = 10  # ... and a search that is stopping (Ctrl-C), which must not hang
+
+
 class Interrupted(Exception):
     """The search stopped before its trials ended (Ctrl-C); its state is saved."""
 
@@ -154,6 +159,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     dataset = DATASETS[spec.data.name]
     setup = setup_of(spec, storage, decisions, ray.put(dataset.load(spec.data_options())))
 
+    fail_fast()
     client = MlflowClient(tracking_uri)
     if resuming:
         state = resume.load(folder)
@@ -179,26 +185,37 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler,
                         [trials_cb, *callbacks], resuming)
+    outbox = trials_cb.outbox
     try:
         results = tuner.fit()
     except BaseException:
-        tracking.finish_search(client, parent, None, metric, status="KILLED")
+        outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
+        outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise
     finally:
         ray.kill(decisions)
     if trials_cb.unfinished:
-        tracking.finish_search(client, parent, None, metric, status="KILLED")
+        outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
+        outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
 
     best = best_of(results, metric, mode)
     outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
                       parent_run_id=parent, max_concurrent=max_concurrent)
+    # Every trial's results reach MLflow before the champion is chosen there; a server that
+    # is away is waited for, within a bound, rather than the champion dropped.
+    wait_s = float(os.environ.get("RAYSEARCH_TRACKING_WAIT_S", TRACKING_WAIT_S))
+    if not outbox.drain(wait_s, "to log the last results and register the champion"):
+        raise TrackingDown(tracking_uri, wait_s)
     if best and math.isfinite(best["value"]):
         outcome.test_metrics = evaluate(setup, best["config"], best["checkpoint"])
-        outcome.promotion = tracking.promote(
+        outcome.promotion = outbox.call(lambda: tracking.promote(
             client, spec.name, trials_cb.runs[best["trial_id"]], best["checkpoint"], metric, mode,
             best["value"], {"search_run_id": parent, "trial_id": best["trial_id"],
-                            "epoch": best["epoch"], **outcome.test_metrics})
-        client.log_batch(parent, metrics=tracking.metrics_now(outcome.test_metrics))
-    tracking.finish_search(client, parent, best, metric)
+                            "epoch": best["epoch"], **outcome.test_metrics}),
+            wait_s, "to register the champion")
+        outbox.send(lambda: client.log_batch(
+            parent, metrics=tracking.metrics_now(outcome.test_metrics)))
+    outbox.call(lambda: tracking.finish_search(client, parent, best, metric), wait_s,
+                "to close the search's run")
     return outcome

@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 
 from raysearch import checkpoint
+from raysearch.outbox import Outbox
 
 TRIAL_TAG = "raysearch.trial_id"
 STATE_TAG = "raysearch.state"  # completed | stopped_early | failed | interrupted | discarded
@@ -59,6 +60,7 @@ def metrics_now(values: dict[str, float], step: int = 0) -> list[Metric]:
 
 def finish_search(client: MlflowClient, run_id: str, best: dict[str, Any] | None,
                   metric: str, status: str = "FINISHED") -> None:
+    """The best trial's params and value on the search's run, and its end."""
     if best:
         client.log_batch(run_id, metrics=metrics_now({f"best_{metric}": best["value"]}),
                          params=[Param(f"best.{k}", str(v)) for k, v in best["config"].items()],
@@ -75,13 +77,16 @@ def last_line(error: str) -> str:
 
 
 class MLflowTrials(tune.Callback):
-    """Each Tune trial as a child run of the search's run: params, per-epoch metrics, end state."""
+    """Each Tune trial as a child run of the search's run: params, per-epoch metrics, end state.
+    Every write goes through the outbox, so a tracking server that is away holds up nothing."""
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
-                 metrics: tuple[str, ...], stopped_early: Collection[str] = ()):
+                 metrics: tuple[str, ...], stopped_early: Collection[str] = (),
+                 outbox: Outbox | None = None):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
+        self.outbox = outbox or Outbox(client.tracking_uri)
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
         self.errors: dict[str, str] = {}  # trial id -> why it failed, in the order they failed
@@ -101,6 +106,8 @@ class MLflowTrials(tune.Callback):
                 self.errors[trial_id] = run.data.tags[ERROR_TAG]
 
     def run_id(self, trial: Any) -> str:
+        """The trial's run, made at its first write (writes run in order, so a run that could
+        not be made yet is made before anything is logged to it)."""
         if trial.trial_id not in self.runs:
             run = self.client.create_run(
                 self.experiment_id, run_name=str(trial),
@@ -113,56 +120,67 @@ class MLflowTrials(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.live.add(trial.trial_id)
         if trial.trial_id in self.runs:  # a resumed trial: its run was left KILLED or RUNNING
-            self.client.update_run(self.runs[trial.trial_id], "RUNNING")
-        self.run_id(trial)
+            run_id = self.runs[trial.trial_id]
+            self.outbox.send(lambda: self.client.update_run(run_id, "RUNNING"))
+        else:
+            self.outbox.send(lambda: self.run_id(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))}
-        self.client.log_batch(self.run_id(trial),
-                              metrics=metrics_now(values, result["epoch"]))
+        metrics = metrics_now(values, result["epoch"])  # stamped now, even if sent later
+        tags = []
         restarts = result.get("restarts", 0)
         if restarts > self.restarts.get(trial.trial_id, 0):
             self.restarts[trial.trial_id] = restarts
-            self.client.set_tag(self.run_id(trial), RESTARTS_TAG, str(restarts))
+            tags = [RunTag(RESTARTS_TAG, str(restarts))]
+        self.outbox.send(lambda: self.client.log_batch(self.run_id(trial), metrics=metrics,
+                                                       tags=tags))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         early = trial.trial_id in self.stopped_early
         self.live.discard(trial.trial_id)
-        run_id = self.run_id(trial)
-        self.states[trial.trial_id] = "stopped_early" if early else "completed"
-        self.client.set_tag(run_id, STATE_TAG, self.states[trial.trial_id])
-        self.client.set_terminated(run_id, "KILLED" if early else "FINISHED")
+        state = self.states[trial.trial_id] = "stopped_early" if early else "completed"
+        self.outbox.send(lambda: self.end_run(self.run_id(trial), state,
+                                              "KILLED" if early else "FINISHED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.live.discard(trial.trial_id)
-        run_id = self.run_id(trial)
         # the trial's error file on this machine: the copy in storage is written later
         local = Path(trial.error_file) if trial.error_file else None
         text = local.read_text() if local and local.exists() else trial.get_error()
-        if local and local.exists():  # the whole traceback, beside the run's metrics
-            self.client.log_artifact(run_id, str(local))
         self.states[trial.trial_id] = "failed"
-        self.errors[trial.trial_id] = last_line(text) if text else "unknown error"
-        self.client.log_batch(run_id, tags=[RunTag(STATE_TAG, "failed"),
-                                            RunTag(ERROR_TAG, self.errors[trial.trial_id])])
-        self.client.set_terminated(run_id, "FAILED")
+        reason = self.errors[trial.trial_id] = last_line(text) if text else "unknown error"
+
+        def write() -> None:
+            run_id = self.run_id(trial)
+            if local and local.exists():  # the whole traceback, beside the run's metrics
+                self.client.log_artifact(run_id, str(local))
+            self.end_run(run_id, "failed", "FAILED", {ERROR_TAG: reason})
+
+        self.outbox.send(write)
+
+    def end_run(self, run_id: str, state: str, status: str, tags: dict[str, str] | None = None
+                ) -> None:
+        tags = {STATE_TAG: state, **(tags or {})}
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """After Ctrl-C Tune stops the running trials without ending them: those, and trials
         never started, are what a resume will run."""
         self.unfinished = [t.trial_id for t in trials
                            if t.trial_id in self.live or t.status in ("PENDING", "PAUSED")]
+        by_id = {t.trial_id: t for t in trials}
         for trial_id in self.live:
-            self.client.set_tag(self.runs[trial_id], STATE_TAG, "interrupted")
-            self.client.set_terminated(self.runs[trial_id], "KILLED")
+            trial = by_id[trial_id]
+            self.outbox.send(lambda t=trial: self.end_run(self.run_id(t), "interrupted",
+                                                          "KILLED"))
         # A driver killed within a second of starting a trial dies before Tune saves that the
         # trial exists: the resumed search never runs it (Optuna suggests another instead).
-        known = {t.trial_id for t in trials}
-        for trial_id, run_id in self.runs.items():
-            if trial_id not in known and trial_id not in self.states:
-                self.client.set_tag(run_id, STATE_TAG, "discarded")
-                self.client.set_terminated(run_id, "KILLED")
+        for trial_id, run_id in list(self.runs.items()):
+            if trial_id not in by_id and trial_id not in self.states:
+                self.outbox.send(lambda r=run_id: self.end_run(r, "discarded", "KILLED"))
 
 
 @dataclass

@@ -2,20 +2,14 @@
 per test. Nothing here reaches the network."""
 
 import os
-import socket
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What the end-to-end tests share: the command line, a search's child runs, the leak check."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +10,12 @@ import ray
 from mlflow import MlflowClient
 
 from raysearch import search
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

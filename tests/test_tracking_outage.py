@@ -1,0 +1,128 @@
+"""A real `mlflow server` goes away mid-search and comes back: the trials run on, what they
+reported meanwhile is logged when it is back, and the champion is registered. And one that is
+down from the start stops the search before any trial, with one line."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from helpers import cli, free_port
+from mlflow import MlflowClient
+
+from raysearch import tracking
+
+SPACE = """\
+    name: outage
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 3, sampler: random, seed: 0, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-1, log: true}
+    fixed: {channels: 8, optimizer: adam}
+"""
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    stop(server)
+    raise AssertionError("mlflow server did not start")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """The server and the workers it forked, by their process group."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+
+
+def completed(client: MlflowClient) -> int:
+    experiment = client.get_experiment_by_name("outage")
+    if experiment is None:
+        return 0
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`{tracking.STATE_TAG}` = 'completed'")
+    return len(runs)
+
+
+def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path, write_spec):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    search = None
+    try:
+        search = subprocess.Popen(
+            [sys.executable, "-m", "raysearch", "tune", "--space", str(write_spec(SPACE)),
+             "--tracking-uri", uri, "--storage", str(tmp_path / "results")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RAY_ADDRESS": ray_cluster.address_info["address"]})
+        client = MlflowClient(uri)
+        deadline = time.time() + 300
+        while completed(client) < 1:
+            assert search.poll() is None and time.time() < deadline, search.communicate()
+            time.sleep(1)
+
+        stop(server)  # the server dies; the search must not notice beyond a warning
+        down_ms = time.time() * 1000
+        time.sleep(25)
+        up_ms = time.time() * 1000
+        assert search.poll() is None
+        server = start_server(tmp_path, port)
+
+        out, err = search.communicate(timeout=400)
+        assert search.returncode == 0, out + err
+        assert "Traceback" not in err
+        assert err.count("is unreachable") == 1 and "is back" in err
+        assert "now champion" in out
+    finally:
+        if search is not None and search.poll() is None:
+            search.kill()
+        stop(server)
+        server = start_server(tmp_path, port)
+
+    try:
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name("outage")
+        runs = client.search_runs([experiment.experiment_id], f"tags.`{tracking.TRIAL_TAG}` != ''")
+        assert len(runs) == 3
+        stamps = []
+        for run in runs:
+            assert run.data.tags[tracking.STATE_TAG] == "completed"
+            assert run.info.status == "FINISHED"
+            history = client.get_metric_history(run.info.run_id, "val_accuracy")
+            assert sorted(m.step for m in history) == [1, 2]
+            stamps += [m.timestamp for m in history]
+        # some results were reported while the server was down, and logged after
+        assert any(down_ms <= t <= up_ms for t in stamps)
+        assert client.get_model_version_by_alias("outage", "champion")
+    finally:
+        stop(server)
+
+
+def test_a_server_down_at_the_start_stops_the_search_before_any_trial(tmp_path, write_spec):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.time()
+    run = cli("tune", "--space", str(write_spec(SPACE)), "--tracking-uri", uri,
+              "--storage", str(tmp_path / "results"))
+    assert run.returncode == 2
+    line, = run.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot reach the MLflow tracking store {uri}")
+    assert not (tmp_path / "results").exists()
+    assert time.time() - started < 60  # one try, not MLflow's minutes of retries
