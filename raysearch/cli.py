@@ -96,6 +96,7 @@ def tune(
     import ray
 
     from raysearch import search
+    from raysearch.data import DataError
     from raysearch.outbox import TrackingDown
 
     if not ray.is_initialized():
@@ -105,7 +106,7 @@ def tune(
     console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
     try:
         outcome = search.run(spec, uri, str(root), origin=origin, resuming=resume_ is not None)
-    except SpecError as e:
+    except (SpecError, DataError) as e:
         fail(str(e))
     except TrackingDown as e:
         fail(f"{e}: the search's trials and checkpoints are kept in {root / spec.name}, but the "

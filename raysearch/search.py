@@ -155,9 +155,10 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     folder = Path(storage) / spec.name
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
-    decisions = Decisions.remote()
     dataset = DATASETS[spec.data.name]
-    setup = setup_of(spec, storage, decisions, ray.put(dataset.load(spec.data_options())))
+    data_ref = ray.put(dataset.load(spec.data_options()))  # raises DataError before anything
+    decisions = Decisions.remote()
+    setup = setup_of(spec, storage, decisions, data_ref)
 
     fail_fast()
     client = MlflowClient(tracking_uri)

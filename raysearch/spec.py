@@ -223,6 +223,9 @@ class Spec(_Strict):
             needs = f"{_listed(sorted(family.inputs))} data for {_listed(sorted(family.tasks))}"
             raise _Problem(("model",), f"model '{self.model}' needs {needs}; data set "
                            f"'{dataset.name}' is {dataset.kind} {dataset.task}")
+        if self.data.options.get("mode") == "generative" and family.fit != "ridge":
+            raise _Problem(("data", "mode"), "generative mode runs a model on its own output; "
+                           "only model 'esn' does (use mode: direct)")
         metrics = (*dataset.metrics, "train_loss")
         if self.objective.metric not in metrics:
             raise _Problem(("objective", "metric"), f"data set '{dataset.name}' does not report "

@@ -6,6 +6,7 @@ the latest checkpoint. Gradient models train with DDP; echo state networks solve
 by ridge regression over X^T X and X^T Y summed across ranks.
 """
 
+import contextlib
 import math
 import tempfile
 import time
@@ -21,6 +22,7 @@ from torch import nn
 from raysearch import checkpoint
 from raysearch.data import DataInfo, Split
 from raysearch.models import MODELS
+from raysearch.models.esn import ESN
 
 
 def train_loop(config: dict[str, Any]) -> str | None:
@@ -98,11 +100,42 @@ def classification_metrics(sums: torch.Tensor, split: str) -> dict[str, float]:
 
 @torch.no_grad()
 def forecast_sums(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, hi: int,
-                  washout: int) -> torch.Tensor:
-    states, targets = harvest(model, u, y, lo, hi, washout)
-    err = (model.readout(states) - targets).double()
+                  washout: int, pieces: int = 1) -> torch.Tensor:
+    """Squared error and target sums over steps [lo, hi) of one series, each step predicted by a
+    model that has read at least `washout` steps before it (from a zero state)."""
+    if isinstance(model, ESN):
+        states, targets = harvest(model, u, y, lo, hi, washout, pieces)
+        predictions = model.readout(states)
+    else:
+        start, first = max(0, lo - washout), max(lo, washout)
+        targets = y[first:hi]
+        predictions = model(u[None, start:hi])[0, first - start:] if first < hi else targets
+    err = (predictions - targets).double()
     t = targets.double()
     return torch.stack([(err * err).sum(), t.sum(), (t * t).sum(), t.new_tensor(float(t.numel()))])
+
+
+@torch.no_grad()
+def free_run_metrics(model: ESN, u: torch.Tensor, washout: int, steps: int, runs: int,
+                     rank: int = 0, world: int = 1) -> dict[str, float]:
+    """Jaeger's protocol (NRMSE84 with steps=84): from `runs` starting points across the
+    series, the reservoir reads `washout` true steps from zero, then runs `steps` steps on its
+    own output; the error of the last, over the series' standard deviation. This rank scores
+    its share of the runs; the sums are all-reduced."""
+    if washout + steps > len(u):
+        raise ValueError(f"washout ({washout}) + horizon ({steps}) is longer than the series "
+                         f"({len(u)} steps)")
+    starts = torch.linspace(washout, len(u) - steps, runs).long()[rank::world]
+    if len(starts):
+        read = torch.stack([u[p - washout:p] for p in starts])
+        last = model.generate(read, steps)[:, -1]
+        err = (last - torch.stack([u[p + steps - 1] for p in starts])).double()
+        sums = torch.stack([(err * err).sum(), err.new_tensor(float(err.numel()))])
+    else:
+        sums = torch.zeros(2, dtype=torch.float64, device=u.device)
+    sse, n = all_reduce_sum(sums).tolist()
+    mse = sse / n
+    return {"val_mse": mse, "val_nrmse": math.sqrt(mse / u.double().var(unbiased=False).item())}
 
 
 def forecast_metrics(sums: torch.Tensor, split: str) -> dict[str, float]:
@@ -132,18 +165,65 @@ def make_schedule(hp, optimizer, total_steps: int):
     return None
 
 
+def windows(u: torch.Tensor, y: torch.Tensor, length: int) -> Split:
+    """A series as overlapping training windows (half a window apart): (N, length, features)."""
+    step = max(1, length // 2)
+    return u.unfold(0, length, step).transpose(1, 2), y.unfold(0, length, step).transpose(1, 2)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip of a batch (N, C, H, W), on the
+    batch's own device: a CPU DataLoader cannot feed a GPU that trains a ResNet-18 (DESIGN.md,
+    measured anchors)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=generator).to(x.device)
+    flip = (torch.rand(n, 1, 1, 1, generator=generator) < 0.5).to(x.device)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1) + dy
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    cols = torch.where(flip, w - 1 - cols, cols) + dx
+    index = (rows * (w + 2 * pad) + cols).expand(n, x.shape[1], h, w)
+    return padded.flatten(2).gather(2, index.flatten(2)).view_as(x)
+
+
 def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
                  setup: dict[str, Any], state: dict[str, Any] | None, rank: int, world: int,
                  device: torch.device) -> str | None:
     x, y = splits["train"]
+    forecasting = info.task == "forecasting"
+    if forecasting:  # a recurrent net learns a series from windows of it, every step a target
+        x, y = windows(x, y, hp.window)
     # Equal shards keep every rank at the same number of steps, as DDP needs.
     per_rank = len(x) // world
     x, y = x[rank::world][:per_rank].to(device), y[rank::world][:per_rank].to(device)
-    x_val, y_val = (t[rank::world].to(device) for t in splits["val"])
+    u_val, y_val = (t.to(device) for t in splits["val"])
     batch = max(1, hp.batch_size // world)
     steps = math.ceil(per_rank / batch)
     epochs = setup["max_t"]
 
+    def loss_of(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if forecasting:
+            return F.mse_loss(output, target)
+        return F.cross_entropy(output, target, label_smoothing=hp.label_smoothing)
+
+    def val_metrics() -> dict[str, float]:
+        if forecasting:
+            lo, hi = stretch(0, len(u_val), rank, world)
+            return forecast_metrics(
+                all_reduce_sum(forecast_sums(model, u_val, y_val, lo, hi, hp.window)), "val")
+        sums = classification_sums(model, u_val[rank::world], y_val[rank::world])
+        return classification_metrics(all_reduce_sum(sums), "val")
+
+    # On a GPU, convnets train in bf16 with channels-last tensors: about 2.5x the images/s of
+    # fp32 on an H100 (DESIGN.md, measured anchors).
+    fast = device.type == "cuda" and x.dim() == 4
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    precision = (torch.autocast("cuda", dtype=torch.bfloat16) if fast
+                 else contextlib.nullcontext())
+    shuffle = torch.Generator().manual_seed(hp.seed + 1_000_003 * rank)
     ddp_model = ray.train.torch.prepare_model(model)
     optimizer = make_optimizer(hp, ddp_model.parameters())
     schedule = make_schedule(hp, optimizer, epochs * steps)
@@ -161,7 +241,9 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         loss_sum = torch.zeros((), device=device)
         for i in range(steps):
             idx = order[i * batch:(i + 1) * batch].to(device)
-            loss = F.cross_entropy(ddp_model(x[idx]), y[idx], label_smoothing=hp.label_smoothing)
+            inputs = augment(x[idx], shuffle) if info.augment else x[idx]
+            with precision:
+                loss = loss_of(ddp_model(inputs), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -170,10 +252,8 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
             loss_sum += loss.detach()
 
         ddp_model.eval()
-        sums = torch.cat([classification_sums(ddp_model, x_val, y_val), (loss_sum / steps)[None]])
-        sums = all_reduce_sum(sums)
-        metrics = {"epoch": epoch + 1, "train_loss": sums[-1].item() / world,
-                   **classification_metrics(sums[:-1], "val"),
+        train_loss = all_reduce_sum((loss_sum / steps)[None]).item() / world
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, **val_metrics(),
                    "epoch_s": time.perf_counter() - began}
         if reason := not_finite(metrics):
             return reason
@@ -187,20 +267,31 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
 # --- echo state networks -----------------------------------------------------------------------
 
 
-def harvest(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, hi: int,
-            washout: int) -> tuple[torch.Tensor, torch.Tensor]:
+def harvest(model: ESN, u: torch.Tensor, y: torch.Tensor, lo: int, hi: int, washout: int,
+            pieces: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """States and targets for steps [lo, hi) of one series.
 
     The reservoir starts from zero `washout` steps before `lo` (earlier data, where there is any)
     and those states are dropped, so a stretch cut out of a long series scores every step of it;
-    the series' own first `washout` steps are never scored.
+    the series' own first `washout` steps are never scored. With `pieces` > 1 the stretch is cut
+    into that many pieces, each started the same way, and they run side by side as one batch:
+    after the washout a reservoir has forgotten its start (the echo state property), so the
+    states match the sequential ones while the step loop is `pieces` times shorter.
     """
-    start = max(0, lo - washout)
     first = max(lo, washout)
     if first >= hi:
         return u.new_zeros(0, model.state_size), y[:0]
-    states = model.states(u[None, start:hi])[0]
-    return states[first - start:], y[first:hi]
+    cuts = [first + (hi - first) * i // pieces for i in range(pieces + 1)]
+    cuts = sorted(set(cuts))
+    starts = [max(0, a - washout) for a in cuts[:-1]]
+    longest = max(b - s for s, b in zip(starts, cuts[1:], strict=True))
+    batch = u.new_zeros(len(starts), longest, u.shape[-1])
+    for i, (s, b) in enumerate(zip(starts, cuts[1:], strict=True)):
+        batch[i, :b - s] = u[s:b]  # padded at the end: later steps cannot change earlier states
+    states = model.states(batch)
+    kept = [states[i, a - s:b - s] for i, (s, a, b) in
+            enumerate(zip(starts, cuts[:-1], cuts[1:], strict=True))]
+    return torch.cat(kept), y[first:hi]
 
 
 def stretch(lo: int, hi: int, rank: int, world: int) -> tuple[int, int]:
@@ -208,47 +299,91 @@ def stretch(lo: int, hi: int, rank: int, world: int) -> tuple[int, int]:
     return lo + (hi - lo) * rank // world, lo + (hi - lo) * (rank + 1) // world
 
 
-def fit_ridge(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
-              setup: dict[str, Any], state: dict[str, Any] | None, rank: int, world: int,
-              device: torch.device) -> str | None:
-    u, y = (t.to(device) for t in splits["train"])
-    u_val, y_val = (t.to(device) for t in splits["val"])
-    if hp.washout >= len(u_val):
-        raise ValueError(f"washout ({hp.washout}) leaves no step of the validation series "
-                         f"({len(u_val)} steps) to score")
-    chunks = min(hp.chunks or setup["max_t"], setup["max_t"], len(u))
-    bounds = [len(u) * k // chunks for k in range(chunks + 1)]
-    d, o = model.state_size + 1, info.num_outputs
-    # X^T X, X^T Y, sum Y^2 and the count, flat: the one tensor that is all-reduced
-    sums = torch.zeros(d * d + d * o + o + 1, dtype=torch.float64, device=device)
+def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, setup: dict[str, Any],
+              state: dict[str, Any] | None, rank: int, world: int, device: torch.device
+              ) -> str | None:
+    """Ridge regression of the readout on reservoir features. Each iteration absorbs one more
+    chunk of the training data into X^T X and X^T Y (one all-reduce) and solves again.
+
+    With `seeds` > 1 the trial fits that many reservoirs (seeds seed, seed+1, ...) and reports
+    each metric averaged over them, as the ESN literature scores a set of hyperparameters; the
+    checkpoint holds the reservoir that scored best.
+    """
+    x, y = (t.to(device) for t in splits["train"])
+    x_val, y_val = (t.to(device) for t in splits["val"])
+    chunks = min(hp.chunks or setup["max_t"], setup["max_t"], len(x))
+    o = info.num_outputs
+    # rebuilt from their seeds: a checkpoint's reservoir is the best seed's, not the first's
+    models = [ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device) for i in range(hp.seeds)]
+
+    if info.task == "forecasting":
+        if hp.washout >= len(x_val):
+            raise ValueError(f"washout ({hp.washout}) leaves no step of the validation series "
+                             f"({len(x_val)} steps) to score")
+        bounds = [len(x) * k // chunks for k in range(chunks + 1)]
+
+        def chunk(m: ESN, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            lo, hi = stretch(bounds[k], bounds[k + 1], rank, world)
+            return harvest(m, x, y, lo, hi, hp.washout, hp.parallel_pieces)
+
+        def val_metrics(m: ESN) -> dict[str, float]:
+            if info.free_run:
+                return free_run_metrics(m, x_val, hp.washout, info.free_run, info.free_runs,
+                                        rank, world)
+            lo, hi = stretch(0, len(x_val), rank, world)
+            return forecast_metrics(all_reduce_sum(forecast_sums(
+                m, x_val, y_val, lo, hi, hp.washout, hp.parallel_pieces)), "val")
+    else:  # one pooled state per sequence, one-hot targets; this rank's share of the sequences
+        x, y, x_val, y_val = x[rank::world], y[rank::world], x_val[rank::world], y_val[rank::world]
+        bounds = [len(x) * k // chunks for k in range(chunks + 1)]
+
+        def chunk(m: ESN, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            part = slice(bounds[k], bounds[k + 1])
+            return m.features(x[part]), F.one_hot(y[part], o).to(x.dtype)
+
+        def val_metrics(m: ESN) -> dict[str, float]:
+            return classification_metrics(
+                all_reduce_sum(classification_sums(m, x_val, y_val)), "val")
+
+    d = model.state_size + 1
+    size = d * d + d * o + o + 1  # X^T X, X^T Y, sum Y^2 and the count of one reservoir
+    # every reservoir's sums, flat: the one tensor that is all-reduced
+    sums = torch.zeros(len(models) * size, dtype=torch.float64, device=device)
     start = 0
     if state:
         sums, start = state["sums"].to(device), state["chunk"]
 
     for k in range(start, chunks):
         began = time.perf_counter()
-        states, targets = harvest(model, u, y, *stretch(bounds[k], bounds[k + 1], rank, world),
-                                  hp.washout)
-        x = torch.cat([states, states.new_ones(len(states), 1)], dim=1).double()
-        t = targets.double()
-        local = torch.cat([(x.T @ x).flatten(), (x.T @ t).flatten(), (t * t).sum(0),
-                           x.new_tensor([len(x)])])
-        sums += all_reduce_sum(local)
-        xtx, xty = sums[:d * d].view(d, d), sums[d * d:d * d + d * o].view(d, o)
-        yty, n = sums[d * d + d * o:-1], sums[-1]
-        w = torch.linalg.solve(xtx + hp.ridge * torch.eye(d, dtype=xtx.dtype, device=device), xty)
-        with torch.no_grad():
-            model.readout.weight.copy_(w[:-1].T)
-            model.readout.bias.copy_(w[-1])
-        train_sse = yty.sum() - 2 * (w * xty).sum() + (w * (xtx @ w)).sum()
+        local = []
+        for m in models:
+            features, targets = chunk(m, k)
+            a = torch.cat([features, features.new_ones(len(features), 1)], dim=1).double()
+            t = targets.double()
+            local += [(a.T @ a).flatten(), (a.T @ t).flatten(), (t * t).sum(0),
+                      a.new_tensor([len(a)])]
+        sums += all_reduce_sum(torch.cat(local))
+        scores = []
+        for i, m in enumerate(models):
+            own = sums[i * size:(i + 1) * size]
+            xtx, xty = own[:d * d].view(d, d), own[d * d:d * d + d * o].view(d, o)
+            yty, n = own[d * d + d * o:-1], own[-1]
+            eye = torch.eye(d, dtype=xtx.dtype, device=device)
+            w = torch.linalg.solve(xtx + hp.ridge * eye, xty)
+            with torch.no_grad():
+                m.readout.weight.copy_(w[:-1].T)
+                m.readout.bias.copy_(w[-1])
+            train_sse = yty.sum() - 2 * (w * xty).sum() + (w * (xtx @ w)).sum()
+            scores.append({"train_loss": float(train_sse / (n * o)), **val_metrics(m)})
 
-        val = forecast_sums(model, u_val, y_val, *stretch(0, len(u_val), rank, world), hp.washout)
-        metrics = {"epoch": k + 1, "train_loss": float(train_sse / (n * o)),
-                   **forecast_metrics(all_reduce_sum(val), "val"),
+        metrics = {"epoch": k + 1, **{key: sum(s[key] for s in scores) / len(scores)
+                                      for key in scores[0]},
                    "epoch_s": time.perf_counter() - began}
         if reason := not_finite(metrics):
             return reason
-        if report(metrics, setup, model, rank, {"sums": sums.cpu(), "chunk": k + 1}):
+        pick = min if setup["mode"] == "min" else max
+        best = pick(range(len(models)), key=lambda i: scores[i][setup["metric"]])
+        if report(metrics, setup, models[best], rank, {"sums": sums.cpu(), "chunk": k + 1}):
             return None
     return None
 
@@ -258,9 +393,13 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
     """A saved model's metrics on one split, in this process (the driver scores the champion)."""
     family = MODELS[setup["model"]]
     hp = family.hyperparams(**hyper)
-    splits, _ = ray.get(setup["data_ref"])
+    splits, info = ray.get(setup["data_ref"])
     model = checkpoint.load(folder)
     x, y = splits[split]
-    if family.fit == "ridge":
-        return forecast_metrics(forecast_sums(model, x, y, 0, len(x), hp.washout), split)
+    if info.free_run:
+        scores = free_run_metrics(model, x, hp.washout, info.free_run, info.free_runs)
+        return {f"{split}_{key.removeprefix('val_')}": v for key, v in scores.items()}
+    if info.task == "forecasting":
+        warm = hp.washout if family.fit == "ridge" else hp.window
+        return forecast_metrics(forecast_sums(model, x, y, 0, len(x), warm), split)
     return classification_metrics(classification_sums(model, x, y), split)

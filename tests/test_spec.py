@@ -191,6 +191,13 @@ BROKEN = [
      "name", "letters, digits"),
     ("duplicate key", ESN, ("washout: 100", "washout: 100\n  washout: 50  # <-"),
      "fixed.washout", "duplicate key (first at line 15)"),
+    ("generative mode for a gradient model", ESN.replace("model: esn", "model: lstm").replace(
+        "  units:           {type: int, low: 100, high: 1000, log: true}\n", "").replace(
+        "  spectral_radius: {type: float, low: 0.1, high: 1.5}\n", "").replace(
+        "  ridge:           {type: float, low: 1e-9, high: 1e-2, log: true}\n",
+        "  lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n").replace(
+        "  washout: 100\n", "  hidden_size: 8\n"),
+     ("horizon: 1", "horizon: 84\n  mode: generative  # <-"), "data.mode", "only model 'esn'"),
     ("infinite bound", ESN, ("low: 1e-9, high: 1e-2", "low: 1e-9, high: .inf"),
      "params.ridge.high", "finite number"),
     ("NaN fixed value", ESN, ("washout: 100", "washout: 100\n  leak_rate: .nan  # <-"),

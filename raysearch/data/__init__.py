@@ -1,9 +1,10 @@
 """Data sets by name."""
 
-from raysearch.data import digits, mackey_glass
+from raysearch.data import cifar10, digits, imagefolder, mackey_glass
 from raysearch.data.base import (
     CLASSIFICATION_METRICS,
     FORECASTING_METRICS,
+    DataError,
     DataInfo,
     DataSet,
     Split,
@@ -14,10 +15,22 @@ DATASETS: dict[str, DataSet] = {
         "digits", digits.DigitsOptions, "image", "classification", CLASSIFICATION_METRICS,
         digits.load,
     ),
+    "seq_digits": DataSet(
+        "seq_digits", digits.DigitsOptions, "sequence", "classification",
+        CLASSIFICATION_METRICS, digits.load_sequences,
+    ),
     "mackey_glass": DataSet(
         "mackey_glass", mackey_glass.MackeyGlassOptions, "sequence", "forecasting",
         FORECASTING_METRICS, mackey_glass.load,
     ),
+    "cifar10": DataSet(
+        "cifar10", cifar10.Cifar10Options, "image", "classification", CLASSIFICATION_METRICS,
+        cifar10.load,
+    ),
+    "imagefolder": DataSet(
+        "imagefolder", imagefolder.ImageFolderOptions, "image", "classification",
+        CLASSIFICATION_METRICS, imagefolder.load,
+    ),
 }
 
-__all__ = ["DATASETS", "DataInfo", "DataSet", "Split"]
+__all__ = ["DATASETS", "DataError", "DataInfo", "DataSet", "Split"]

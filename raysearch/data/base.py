@@ -1,7 +1,9 @@
 """What every data set declares, so a spec can be checked before anything runs."""
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -17,6 +19,32 @@ FORECASTING_METRICS = ("val_nrmse", "val_mse")
 class DataInfo:
     input_shape: tuple[int, ...]  # one example: (C, H, W) images, (features,) per step sequences
     num_outputs: int  # classes, or forecast dimensions
+    task: Literal["classification", "forecasting"] = "classification"
+    augment: bool = False  # photos: random crop (4 px padding) and horizontal flip when training
+    free_run: int = 0  # forecasting, generative: steps run on the model's own output, scored
+    free_runs: int = 0  # ... from this many starting points across the split
+
+
+class DataError(Exception):
+    """A data set that cannot be loaded; the message says what to put where."""
+
+
+def data_root(option: str | None) -> Path:
+    """`data.root`, else RAYSEARCH_DATA, else ./data."""
+    return Path(option or os.environ.get("RAYSEARCH_DATA") or "data").expanduser()
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and validation indices of n examples, shuffled with `seed`."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(n * val_fraction)
+    return order[n_val:], order[:n_val]
+
+
+def normalized(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, C, H, W) as floats standardized per channel."""
+    x = x.float().div_(255)
+    return (x - mean[:, None, None]) / std[:, None, None]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""scikit-learn's bundled 8x8 handwritten digits: real data that needs no download."""
+"""scikit-learn's bundled 8x8 handwritten digits: real data that needs no download. As images
+(`digits`), or read row by row as sequences of 8 steps of 8 pixels (`seq_digits`), for the
+recurrent models and echo state networks."""
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,3 +29,9 @@ def load(options: DigitsOptions) -> tuple[dict[str, Split], DataInfo]:
     val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
     splits = {"train": (x[train], y[train]), "val": (x[val], y[val]), "test": (x[test], y[test])}
     return splits, DataInfo(input_shape=(1, 8, 8), num_outputs=10)
+
+
+def load_sequences(options: DigitsOptions) -> tuple[dict[str, Split], DataInfo]:
+    splits, _ = load(options)
+    rows = {name: (x.reshape(-1, 8, 8), y) for name, (x, y) in splits.items()}
+    return rows, DataInfo(input_shape=(8,), num_outputs=10)

@@ -6,6 +6,7 @@ is the mean of its two neighbours), then sampled every `sample_step` time units.
 """
 
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,7 +17,12 @@ from raysearch.data.base import DataInfo, Split
 
 class MackeyGlassOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    horizon: int = Field(1, ge=1)  # predict x(t + horizon) from the series up to t
+    # direct: predict x(t + horizon) from the series up to t. generative: learn x(t + 1) with the
+    # true series as input (teacher forcing), then run on its own output for `horizon` steps and
+    # score the last of them: Jaeger's NRMSE84 protocol with horizon 84.
+    mode: Literal["direct", "generative"] = "direct"
+    horizon: int = Field(1, ge=1)
+    free_runs: int = Field(20, ge=1)  # generative: free runs scored, starting across the split
     length: int = Field(6000, ge=100)  # samples kept, after the transient is dropped
     tau: float = Field(17.0, gt=0)
     transient: int = Field(500, ge=0)  # samples dropped at the start
@@ -50,13 +56,17 @@ def series(length: int, tau: float = 17.0, a: float = 0.2, b: float = 0.1, n: in
 
 
 def load(options: MackeyGlassOptions) -> tuple[dict[str, Split], DataInfo]:
-    x = series(options.transient + options.length + options.horizon, options.tau)
+    ahead = options.horizon if options.mode == "direct" else 1
+    x = series(options.transient + options.length + ahead, options.tau)
     x = torch.tensor(x[options.transient:], dtype=torch.float32).unsqueeze(-1)
-    u, y = x[: -options.horizon], x[options.horizon:]
+    u, y = x[:-ahead], x[ahead:]
     n = len(u)
     n_val, n_test = int(n * options.val_fraction), int(n * options.test_fraction)
     n_train = n - n_val - n_test
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
               "test": (n_train + n_val, n)}
     splits = {name: (u[lo:hi], y[lo:hi]) for name, (lo, hi) in bounds.items()}
-    return splits, DataInfo(input_shape=(1,), num_outputs=1)
+    return splits, DataInfo(
+        input_shape=(1,), num_outputs=1, task="forecasting",
+        free_run=options.horizon if options.mode == "generative" else 0,
+        free_runs=options.free_runs)

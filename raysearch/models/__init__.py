@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from raysearch.data.base import DataInfo
-from raysearch.models import cnn, esn
+from raysearch.models import cnn, esn, resnet, rnn
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,16 @@ MODELS: dict[str, ModelFamily] = {
         "cnn", cnn.CNNHyper, frozenset({"image"}), frozenset({"classification"}),
         "gradient", cnn.build, cnn.CNN,
     ),
+    **{f"resnet{depth}": ModelFamily(
+        f"resnet{depth}", resnet.ResNetHyper, frozenset({"image"}), frozenset({"classification"}),
+        "gradient", resnet.builder(depth), resnet.ResNet,
+    ) for depth in resnet.ARCHS},
     "esn": ModelFamily(
-        "esn", esn.ESNHyper, frozenset({"sequence"}), frozenset({"forecasting"}),
+        "esn", esn.ESNHyper, frozenset({"sequence"}), frozenset({"classification", "forecasting"}),
         "ridge", esn.build, esn.ESN,
     ),
+    **{cell: ModelFamily(
+        cell, rnn.RNNHyper, frozenset({"sequence"}), frozenset({"classification", "forecasting"}),
+        "gradient", rnn.builder(cell), rnn.Recurrent,
+    ) for cell in rnn.CELLS},
 }

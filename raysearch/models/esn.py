@@ -6,6 +6,8 @@ reservoir), scaled to `spectral_radius`, and kept as buffers so a checkpoint hol
 layers. The readout is solved in closed form by ridge regression (see train_loop).
 """
 
+from typing import Literal
+
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
@@ -28,7 +30,13 @@ class ESNHyper(BaseModel):
     washout: int = Field(100, ge=0)  # states dropped at the start of every harvested stretch
     layers: int = Field(1, ge=1)
     chunks: int | None = Field(None, ge=1)  # training chunks, one per iteration; default max_t
+    # classification: the readout reads the last state, or the mean state over time
+    pooling: Literal["last", "mean"] = "last"
+    # harvest a long series as this many pieces side by side, each from `washout` steps before
+    # it: one step loop `washout + T/pieces` long instead of T (a GPU is launch-bound per step)
+    parallel_pieces: int = Field(1, ge=1)
     seed: int = 0
+    seeds: int = Field(1, ge=1)  # reservoirs per trial (seed, seed+1, ...), metrics averaged
 
 
 def reservoir_matrix(units: int, density: float, spectral_radius: float,
@@ -46,13 +54,15 @@ def reservoir_matrix(units: int, density: float, spectral_radius: float,
 class ESN(nn.Module):
     def __init__(self, input_size: int, output_size: int, units: int = 500,
                  spectral_radius: float = 0.9, leak_rate: float = 0.3, input_scaling: float = 1.0,
-                 bias_scaling: float = 0.0, density: float = 0.1, layers: int = 1, seed: int = 0):
+                 bias_scaling: float = 0.0, density: float = 0.1, layers: int = 1, seed: int = 0,
+                 pooling: Literal["last", "mean"] | None = None):
         super().__init__()
         self.kwargs = dict(input_size=input_size, output_size=output_size, units=units,
                            spectral_radius=spectral_radius, leak_rate=leak_rate,
                            input_scaling=input_scaling, bias_scaling=bias_scaling,
-                           density=density, layers=layers, seed=seed)
+                           density=density, layers=layers, seed=seed, pooling=pooling)
         self.leak_rate = leak_rate
+        self.pooling = pooling  # None: a forecaster, one output per step
         rng = np.random.default_rng(seed)
         for layer in range(layers):
             fan_in = input_size if layer == 0 else units
@@ -70,25 +80,52 @@ class ESN(nn.Module):
         return self.readout.in_features
 
     @torch.no_grad()
-    def states(self, u: torch.Tensor) -> torch.Tensor:
-        """Reservoir states, all layers side by side, for inputs u of shape (batch, time, in)."""
-        out = []
+    def run(self, u: torch.Tensor, h: list[torch.Tensor] | None = None
+            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Reservoir states, all layers side by side, for inputs u of shape (batch, time, in),
+        from states `h` (one per layer; zero if None), and the states it ends in."""
+        out, ends = [], []
         for layer in range(self.layers):
             w_in, w, bias = (getattr(self, f"{k}{layer}") for k in ("w_in", "w", "bias"))
             drive = u @ w_in.T + bias  # the input part of every step, in one matmul
-            h = u.new_zeros(u.shape[0], w.shape[0])
+            state = h[layer] if h is not None else u.new_zeros(u.shape[0], w.shape[0])
             hs = []
             for t in range(u.shape[1]):
-                h = (1 - self.leak_rate) * h + self.leak_rate * torch.tanh(drive[:, t] + h @ w.T)
-                hs.append(h)
+                state = ((1 - self.leak_rate) * state
+                         + self.leak_rate * torch.tanh(drive[:, t] + state @ w.T))
+                hs.append(state)
             u = torch.stack(hs, dim=1)
             out.append(u)
-        return torch.cat(out, dim=-1)
+            ends.append(state)
+        return torch.cat(out, dim=-1), ends
+
+    def states(self, u: torch.Tensor) -> torch.Tensor:
+        return self.run(u)[0]
+
+    @torch.no_grad()
+    def generate(self, u: torch.Tensor, steps: int) -> torch.Tensor:
+        """Read the series u (batch, time, in), then run `steps` steps on its own output
+        (input = the last prediction): the predictions, (batch, steps, out)."""
+        states, h = self.run(u)
+        predictions = [self.readout(states[:, -1])]
+        for _ in range(steps - 1):
+            states, h = self.run(predictions[-1][:, None], h)
+            predictions.append(self.readout(states[:, -1]))
+        return torch.stack(predictions, dim=1)
+
+    def features(self, u: torch.Tensor) -> torch.Tensor:
+        """What the readout reads: the states of every step (forecasting), or one pooled state
+        per sequence (classification)."""
+        states = self.states(u)
+        if self.pooling is None:
+            return states
+        return states[:, -1] if self.pooling == "last" else states.mean(dim=1)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.states(u))
+        return self.readout(self.features(u))
 
 
 def build(hp: ESNHyper, info: DataInfo) -> ESN:
-    return ESN(info.input_shape[0], info.num_outputs, hp.units, hp.spectral_radius, hp.leak_rate,
-               hp.input_scaling, hp.bias_scaling, hp.density, hp.layers, hp.seed)
+    return ESN(info.input_shape[-1], info.num_outputs, hp.units, hp.spectral_radius,
+               hp.leak_rate, hp.input_scaling, hp.bias_scaling, hp.density, hp.layers, hp.seed,
+               hp.pooling if info.task == "classification" else None)

@@ -1,0 +1,53 @@
+"""The recurrent families and the ESN classifier in real searches: 2-worker gloo TorchTrainer
+trials on a real Ray cluster, tracked in a real SQLite MLflow store."""
+
+import pytest
+from helpers import assert_nothing_left_running
+
+from raysearch import search
+from raysearch.spec import load_spec
+
+SPACE = """\
+    name: {name}
+    model: {model}
+    data: {data}
+    objective: {objective}
+    search: {{trials: 1, sampler: random, seed: 0}}
+    scheduler: {{type: none, max_t: {epochs}}}
+    resources: {{workers: 2, cpus_per_worker: 1}}
+    params:
+      {param}
+    fixed: {fixed}
+"""
+ACCURACY = "{metric: val_accuracy, mode: max}"
+NRMSE = "{metric: val_nrmse, mode: min}"
+
+CASES = {
+    # an LSTM reads the digits row by row
+    "lstm-rows": ("lstm", "{name: seq_digits}", ACCURACY, 4,
+                  "lr: {type: float, low: 0.005, high: 0.01, log: true}",
+                  "{hidden_size: 32, optimizer: adam, batch_size: 32}", 0.6),
+    # an ESN classifies the same rows from its mean state, averaged over two reservoirs
+    "esn-rows": ("esn", "{name: seq_digits}", ACCURACY, 2,
+                 "units: {type: int, low: 200, high: 300}",
+                 "{pooling: mean, seeds: 2, ridge: 1.0e-3, input_scaling: 0.3, washout: 0}",
+                 0.6),
+    # a GRU forecasts Mackey-Glass one step ahead from windows of the series
+    "gru-series": ("gru", "{name: mackey_glass, length: 3000}", NRMSE, 6,
+                   "lr: {type: float, low: 0.008, high: 0.01, log: true}",
+                   "{hidden_size: 16, window: 16, optimizer: adam, batch_size: 8}", 0.5),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_uri, write_spec):
+    model, data, objective, epochs, param, fixed, good = CASES[case]
+    spec = load_spec(write_spec(SPACE.format(name=case, model=model, data=data,
+                                             objective=objective, epochs=epochs, param=param,
+                                             fixed=fixed)))
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
+    assert outcome.count("completed") == 1, outcome.errors
+    value = outcome.best["value"]
+    assert value > good if spec.objective.mode == "max" else value < good
+    assert outcome.promotion.champion and outcome.test_metrics
+    assert_nothing_left_running()

@@ -1,0 +1,130 @@
+"""Every model family on every data set it declares, without Ray: shapes, a save/load round
+trip, chunk-parallel reservoir harvesting, on-device augmentation, and the data sets that read
+from disk (an image folder made here; CIFAR-10 absent, offline)."""
+
+import pytest
+import torch
+from PIL import Image
+
+import raysearch
+from raysearch import checkpoint
+from raysearch.data import DATASETS, DataError
+from raysearch.models import MODELS
+from raysearch.train_loop import augment, harvest, windows
+
+SMALL = {"esn": {"units": 40}, "resnet18": {"width": 8}, "resnet34": {"width": 8},
+         "resnet50": {"width": 8}, "cnn": {"channels": 4},
+         **{cell: {"hidden_size": 16, "num_layers": 2, "bidirectional": True}
+            for cell in ("rnn", "lstm", "gru")}}
+OFFLINE = {"digits": {}, "seq_digits": {}, "mackey_glass": {"length": 600}}
+
+
+def pairs():
+    for model, family in MODELS.items():
+        for data, dataset in DATASETS.items():
+            if data in OFFLINE and dataset.kind in family.inputs and dataset.task in family.tasks:
+                yield model, data
+
+
+@pytest.mark.parametrize("model, data", list(pairs()))
+def test_each_family_trains_on_its_data_and_loads_back(model, data, tmp_path):
+    family, dataset = MODELS[model], DATASETS[data]
+    splits, info = dataset.load(dataset.options(**OFFLINE[data]))
+    net = family.build(family.hyperparams(**SMALL[model]), info)
+    x, _ = splits["val"]
+    out = net.eval()(x[:4] if info.task == "classification" else x[None, :50])
+    expected = (4, info.num_outputs) if info.task == "classification" else (1, 50, 1)
+    assert tuple(out.shape) == expected
+
+    again = raysearch.load(checkpoint.save(tmp_path / "m", model, net))
+    sample = x[:4] if info.task == "classification" else x[None, :50]
+    assert torch.equal(again(sample), out)
+
+
+def test_the_seq_digits_are_the_digits_read_row_by_row():
+    images, _ = DATASETS["digits"].load(DATASETS["digits"].options())
+    rows, info = DATASETS["seq_digits"].load(DATASETS["seq_digits"].options())
+    assert info.input_shape == (8,)
+    assert torch.equal(rows["train"][0][5], images["train"][0][5, 0])
+
+
+def test_chunk_parallel_harvest_equals_the_sequential_one_after_the_washout():
+    dataset = DATASETS["mackey_glass"]
+    splits, info = dataset.load(dataset.options(length=3000))
+    u, y = splits["train"]
+    esn = MODELS["esn"].build(MODELS["esn"].hyperparams(units=200, spectral_radius=0.9,
+                                                         leak_rate=0.5, layers=2), info)
+    sequential, targets = harvest(esn, u, y, 0, len(u), washout=200)
+    pieces, same_targets = harvest(esn, u, y, 0, len(u), washout=200, pieces=8)
+    assert sequential.shape == pieces.shape == (len(u) - 200, 400)
+    assert torch.equal(targets, same_targets)
+    assert (sequential - pieces).abs().max().item() < 1e-5
+
+
+def test_forecasting_windows_overlap_by_half():
+    u = torch.arange(10.0)[:, None]
+    x, y = windows(u, u + 1, 4)
+    assert x.shape == (4, 4, 1) and x[1, :, 0].tolist() == [2, 3, 4, 5]
+    assert torch.equal(y, x + 1)
+
+
+def test_augmentation_crops_and_flips_each_image_of_a_batch():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float).view(2, 3, 6, 6)
+    seen = set()
+    for seed in range(20):
+        out = augment(x, torch.Generator().manual_seed(seed), pad=2)
+        assert out.shape == x.shape
+        for image, original in zip(out, x, strict=True):
+            # the central 2x2 of a 6x6 image survives any crop within 2 px padding
+            centre = original[:, 2:4, 2:4]
+            windows_ = [image[:, i:i + 2, j:j + 2] for i in range(5) for j in range(5)]
+            assert any(torch.equal(w, centre) or torch.equal(w, centre.flip(2))
+                       for w in windows_)
+        seen.add(tuple(out[0, 0].flatten().tolist()))
+    assert len(seen) > 5  # the crops differ
+
+
+def test_an_image_folder_is_split_and_labelled_by_its_class_folders(tmp_path):
+    for c, colour in enumerate(["red", "green", "blue"]):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(10):
+            Image.new("RGB", (40 + i, 30), colour).save(tmp_path / f"class{c}" / f"{i}.png")
+    dataset = DATASETS["imagefolder"]
+    splits, info = dataset.load(dataset.options(root=str(tmp_path), image_size=16))
+    assert info.input_shape == (3, 16, 16) and info.num_outputs == 3
+    assert sum(len(splits[s][0]) for s in ("train", "val", "test")) == 30
+    x, y = splits["train"]
+    red = x[y == 0]
+    assert (red[:, 0] > red[:, 1]).all()  # class 0 is the red folder
+
+
+def test_cifar10_offline_and_absent_says_which_file_to_put_where(tmp_path):
+    dataset = DATASETS["cifar10"]
+    with pytest.raises(DataError) as info:
+        dataset.load(dataset.options(root=str(tmp_path / "cifar")))
+    message = str(info.value)
+    assert "cifar-10-python.tar.gz" in message and str(tmp_path / "cifar") in message
+    assert not (tmp_path / "cifar").exists()
+
+
+def test_a_generative_esn_runs_84_steps_on_its_own_output():
+    """Jaeger's NRMSE84 protocol: teacher-forced training, then 84 free-running steps."""
+    from raysearch.train_loop import free_run_metrics
+
+    dataset = DATASETS["mackey_glass"]
+    splits, info = dataset.load(dataset.options(mode="generative", horizon=84, length=4500))
+    assert info.free_run == 84
+    u, y = splits["train"]
+    assert torch.equal(u[1:], y[:-1])  # trained one step ahead, whatever the horizon
+    esn = MODELS["esn"].build(MODELS["esn"].hyperparams(units=400, spectral_radius=0.9,
+                                                         leak_rate=0.3), info)
+    states, targets = harvest(esn, u, y, 0, len(u), washout=100)
+    a = torch.cat([states, states.new_ones(len(states), 1)], dim=1).double()
+    w = torch.linalg.solve(a.T @ a + 1e-8 * torch.eye(a.shape[1], dtype=a.dtype),
+                           a.T @ targets.double())
+    esn.readout.weight.data.copy_(w[:-1].T)
+    esn.readout.bias.data.copy_(w[-1])
+    scores = free_run_metrics(esn, splits["val"][0], washout=100, steps=84, runs=20)
+    assert scores["val_nrmse"] < 0.1
+    untrained = MODELS["esn"].build(MODELS["esn"].hyperparams(units=400), info)
+    assert free_run_metrics(untrained, splits["val"][0], 100, 84, 20)["val_nrmse"] > 0.5
