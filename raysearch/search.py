@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 from mlflow import MlflowClient
 from ray import tune
@@ -117,15 +118,21 @@ def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent:
     return tuner
 
 
-def best_of(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, Any] | None:
+def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str
+            ) -> dict[str, Any] | None:
     """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
-    be an earlier epoch than a trial's last) and the checkpoint written with it."""
+    be an earlier epoch than a trial's last) whose checkpoint Ray Train kept. It keeps one best
+    and the latest; of two epochs with the same score it may keep either."""
+    filesystem, _ = pyarrow.fs.FileSystem.from_uri(storage)
     best = None
     for result in results:
         frame = result.metrics_dataframe
         if result.error or frame is None or metric not in frame or "checkpoint_path" not in frame:
             continue
         frame = frame.dropna(subset=[metric, "checkpoint_path"])
+        kept = [filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+                for path in frame["checkpoint_path"]]
+        frame = frame[kept]
         if frame.empty:
             continue
         row = frame.loc[frame[metric].idxmin() if mode == "min" else frame[metric].idxmax()]
@@ -200,7 +207,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
 
-    best = best_of(results, metric, mode)
+    best = best_of(results, metric, mode, storage)
     outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
                       parent_run_id=parent, max_concurrent=max_concurrent)
     # Every trial's results reach MLflow before the champion is chosen there; a server that
