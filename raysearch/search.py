@@ -21,6 +21,7 @@ from raysearch.early_stop import Decisions, PostingASHA, rungs
 from raysearch.outbox import TrackingDown, fail_fast
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
+from raysearch.storage import problem as storage_problem
 from raysearch.train_loop import evaluate
 from raysearch.trial import trainable
 
@@ -158,7 +159,11 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
     `callbacks` are extra Tune callbacks (the benchmarks time trials with one)."""
-    storage = str(Path(storage or resume.default_storage()).resolve())
+    storage = str(storage or resume.default_storage())
+    hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
+    if reason := storage_problem(storage, hostnames):
+        raise SpecError(reason)
+    storage = str(Path(storage).expanduser().resolve())
     folder = Path(storage) / spec.name
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
