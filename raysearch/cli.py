@@ -61,6 +61,8 @@ def tune(
     name: str | None = typer.Option(None, help="Search name (MLflow experiment, model)"),
     tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI"),
     storage: str | None = typer.Option(None, help="Where Ray keeps results and checkpoints"),
+    address: str | None = typer.Option(
+        None, help="Submit to the cluster whose dashboard is here (http://HEAD:8265) as a job"),
 ) -> None:
     """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
     from raysearch import resume, tracking
@@ -90,6 +92,15 @@ def tune(
             origin = resume.Origin(path.read_text(), set_ or [], flags)
     except SpecError as e:
         fail(str(e))
+    if address:
+        if resume_ is not None:
+            fail("--resume with --address: resume on the cluster, where the search's state is")
+        submit_and_follow(address, path, spec.name, [
+            *[f"--{k.replace('_', '-')}={v}" for k, v in flags.items()],
+            *[f"--set={item}" for item in set_ or []],
+            *([f"--tracking-uri={tracking_uri}"] if tracking_uri else []),
+            *([f"--storage={storage}"] if storage else [])])
+        return
     fail_fast()
     check_tracking(uri)
 
@@ -121,6 +132,85 @@ def tune(
         fail(f"every trial failed; the first, trial {trial_id}: {reason}", 1)
     if outcome.best is None:
         fail("no trial reported the objective", 1)
+
+
+def submit_and_follow(address: str, spec_file: Path, name: str, args: list[str]) -> None:
+    """Submit the search as a Ray job and stream its logs; Ctrl-C detaches, the job runs on."""
+    from raysearch import remote
+
+    try:
+        client = remote.connect(address)
+        job_id = remote.submit(client, spec_file, name, args)
+    except remote.ClusterError as e:
+        fail(str(e))
+    console.print(f"job {job_id} submitted; Ray dashboard: {address}  (jobs: "
+                  f"raysearch jobs --address {address})")
+    console.print("MLflow: the cluster's MLFLOW_TRACKING_URI, or the --tracking-uri given")
+    sys.stdout.flush()  # the job id, before the job's own output
+    try:
+        status = remote.follow(client, job_id, lambda text: print(text, end="", flush=True))
+    except KeyboardInterrupt:
+        typer.echo(f"\ndetached; job {job_id} runs on. Follow it: raysearch logs {job_id} "
+                   f"--follow --address {address}", err=True)
+        return
+    console.print(f"job {job_id}: {status}")
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+AddressOption = typer.Option(..., "--address", envvar="RAY_DASHBOARD_ADDRESS",
+                             help="The cluster's dashboard, http://HEAD:8265")
+
+
+@app.command()
+def jobs(address: str = AddressOption) -> None:
+    """List raysearch's jobs on a cluster, newest first, with the best metric so far."""
+    from raysearch import remote
+
+    try:
+        rows = remote.jobs(remote.connect(address))
+    except remote.ClusterError as e:
+        fail(str(e))
+    table = Table("job", "status", "search", "best so far")
+    for row in rows:
+        table.add_row(row["id"], row["status"], row["name"], row["best"])
+    console.print(table)
+
+
+@app.command()
+def logs(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists it"),
+         address: str = AddressOption,
+         follow: bool = typer.Option(False, "--follow", "-f", help="Go on until the job ends")
+         ) -> None:
+    """Print a job's logs."""
+    from raysearch import remote
+
+    try:
+        client = remote.connect(address)
+        if follow:
+            remote.follow(client, job, lambda text: print(text, end="", flush=True))
+        else:
+            print(client.get_job_logs(job), end="")
+    except remote.ClusterError as e:
+        fail(str(e))
+    except RuntimeError as e:  # the Jobs API's answer for an unknown job
+        fail(f"{job}: {str(e).splitlines()[0]}")
+
+
+@app.command()
+def stop(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists it"),
+         address: str = AddressOption) -> None:
+    """Stop a job (its trials stop; finished ones stay in MLflow and the storage)."""
+    from raysearch import remote
+
+    try:
+        client = remote.connect(address)
+        client.stop_job(job)
+        console.print(f"job {job}: {remote.wait(client, job)}")
+    except remote.ClusterError as e:
+        fail(str(e))
+    except RuntimeError as e:
+        fail(f"{job}: {str(e).splitlines()[0]}")
 
 
 def check_tracking(uri: str) -> None:

@@ -3,6 +3,7 @@ was made (the file's text, the --set overrides and the flags) and the MLflow run
 reports to. It lives beside Tune's state, in <storage>/<search name>/."""
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,13 @@ class SearchState:
 
 
 def default_storage() -> Path:
-    return Path.cwd() / "ray_results"
+    return home() / "ray_results"
+
+
+def home() -> Path:
+    """Where run output goes by default: RAYSEARCH_HOME (a submitted job's working directory is
+    temporary, so jobs set it), else the working directory."""
+    return Path(os.environ.get("RAYSEARCH_HOME") or Path.cwd()).expanduser()
 
 
 def save(folder: Path, origin: Origin, state: SearchState) -> None:

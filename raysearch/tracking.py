@@ -25,6 +25,7 @@ from ray import tune
 
 from raysearch import checkpoint
 from raysearch.outbox import Outbox
+from raysearch.resume import home
 
 TRIAL_TAG = "raysearch.trial_id"
 STATE_TAG = "raysearch.state"  # completed | stopped_early | failed | interrupted | discarded
@@ -37,9 +38,9 @@ SHA256_TAG = "sha256"  # a model version's tag per file: sha256.model.pt, sha256
 
 def tracking_uri(cli_value: str | None = None) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else an SQLite file in the working directory
-    (MLflow 3 refuses its old ./mlruns folder store)."""
+    or RAYSEARCH_HOME (MLflow 3 refuses its old ./mlruns folder store)."""
     return (cli_value or os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
+            or f"sqlite:///{home() / 'mlflow.db'}")
 
 
 def start_search(client: MlflowClient, name: str, spec_file: Path, settings: dict[str, Any]

@@ -2,6 +2,7 @@
 per test. Nothing here reaches the network."""
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,9 @@ def ray_cluster():
     # Ray Train's placement-group cleaner asks the state API; with another Ray instance on the
     # machine it must be told which one (FACTS.md).
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{dashboard_port}"
+    # A submitted job's entrypoint runs `python` from the cluster's PATH: this venv's, as on a
+    # cluster started from the project's environment.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     context = ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1",
                        dashboard_port=dashboard_port)
     yield context
