@@ -16,7 +16,7 @@ SPACE = """\
     model: cnn
     data: {name: digits}
     objective: {metric: val_accuracy, mode: max}
-    search: {trials: 5, sampler: tpe, seed: 0, max_concurrent: 1}
+    search: {trials: 4, sampler: tpe, seed: 0, max_concurrent: 1}
     scheduler: {type: none, max_t: 2}
     resources: {workers: 2, cpus_per_worker: 1}
     params:
@@ -78,7 +78,7 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
 
     # `--resume` alone takes the last search; then the driver dies without a word.
     second = start("--resume", "--storage", storage, env=env)
-    wait_for_completed(client, 3, second)
+    wait_for_completed(client, 2, second)
     before = {trial: history(client, run) for trial, run in trial_runs(client).items()
               if run.data.tags.get(tracking.STATE_TAG) == "completed"}
     second.send_signal(signal.SIGKILL)
@@ -87,7 +87,7 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
     third = start("--resume", "resumable", "--storage", storage, env=env)
     out, err = third.communicate(timeout=600)
     assert third.returncode == 0, out + err
-    assert "trials: 5 completed" in out
+    assert "trials: 4 completed" in out
 
     runs = trial_runs(client)
     # A trial started in the second before the kill, before Tune saved that it exists, is not
@@ -97,15 +97,15 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
     assert len(discarded) <= 1
     assert all(runs[t].info.status == "KILLED" for t in discarded)
     runs = {t: run for t, run in runs.items() if t not in discarded}
-    assert len(runs) == 5  # one child run per trial, however often the search was resumed
+    assert len(runs) == 4  # one child run per trial, however often the search was resumed
     for trial, run in runs.items():
         assert run.data.tags[tracking.STATE_TAG] == "completed"
         steps = [step for step, _ in history(client, run)]
         assert sorted(set(steps)) == [1, 2]
         if trial in before:  # finished before the kill: not trained again
             assert history(client, run) == before[trial]
-    # Optuna went on from its saved state: five trials, five different suggestions
-    assert len({run.data.params["lr"] for run in runs.values()}) == 5
+    # Optuna went on from its saved state: four trials, four different suggestions
+    assert len({run.data.params["lr"] for run in runs.values()}) == 4
     experiment = client.get_experiment_by_name("resumable")
     parents = client.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
