@@ -41,12 +41,14 @@ def train_loop(config: dict[str, Any]) -> str | None:
     torch.manual_seed(hp.seed)
     model = family.build(hp, info).to(device)
     resume = ray.train.get_checkpoint()
+    state = None
     if resume:
         with resume.as_directory() as folder:
-            model.load_state_dict(checkpoint.load_weights(folder))
             state = checkpoint.load_train_state(folder)
-    else:
-        state = None
+            # A reservoir is rebuilt from its seed and its readout solved again from the saved
+            # sums; only gradient-trained weights come from the checkpoint.
+            if family.fit == "gradient":
+                model.load_state_dict(checkpoint.load_weights(folder))
 
     fit = fit_ridge if family.fit == "ridge" else fit_gradient
     return fit(model, hp, splits, info, setup, state, rank, world, device)
@@ -313,8 +315,8 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, setup: d
     x_val, y_val = (t.to(device) for t in splits["val"])
     chunks = min(hp.chunks or setup["max_t"], setup["max_t"], len(x))
     o = info.num_outputs
-    # rebuilt from their seeds: a checkpoint's reservoir is the best seed's, not the first's
-    models = [ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device) for i in range(hp.seeds)]
+    models = [model, *(ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device)
+                       for i in range(1, hp.seeds))]
 
     if info.task == "forecasting":
         if hp.washout >= len(x_val):
