@@ -88,11 +88,12 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
         # Ray Train's own timeout error is not exported; telling it apart is what turns a
         # worker group that never started into a message saying what the trial waited for.
         if isinstance(e.controller_failure, WorkerGroupStartupTimeoutError):
+            free = ray.available_resources()
             raise WorkersNeverStarted(
                 f"{res['workers']} workers of {res['cpus_per_worker']:g} CPU and "
                 f"{res['gpus_per_worker']:g} GPU each did not start within "
                 f"{res['start_timeout_s']:g} s (resources.start_timeout_s); the cluster has "
-                f"{ray.available_resources()} free") from None
+                f"{free.get('CPU', 0):g} CPU and {free.get('GPU', 0):g} GPU free") from None
         raise
     # The train loop returns why it stopped early on its own: a metric that is not finite.
     if result.return_value:
