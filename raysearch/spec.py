@@ -223,9 +223,10 @@ class Spec(_Strict):
             needs = f"{_listed(sorted(family.inputs))} data for {_listed(sorted(family.tasks))}"
             raise _Problem(("model",), f"model '{self.model}' needs {needs}; data set "
                            f"'{dataset.name}' is {dataset.kind} {dataset.task}")
-        if self.data.options.get("mode") == "generative" and family.fit != "ridge":
+        if self.data.options.get("mode") == "generative" and not family.generates:
+            able = _listed(name for name, f in MODELS.items() if f.generates)
             raise _Problem(("data", "mode"), "generative mode runs a model on its own output; "
-                           "only model 'esn' does (use mode: direct)")
+                           f"only model '{able}' does (use mode: direct)")
         metrics = (*dataset.metrics, "train_loss")
         if self.objective.metric not in metrics:
             raise _Problem(("objective", "metric"), f"data set '{dataset.name}' does not report "

@@ -20,6 +20,7 @@ class ModelFamily:
     fit: Literal["gradient", "ridge"]  # how train_loop trains it
     build: Callable[[BaseModel, DataInfo], nn.Module]
     constructor: Callable[..., nn.Module]  # rebuilds the module from its saved `config()`
+    generates: bool = False  # can run on its own output (forecasting's generative mode)
 
 
 MODELS: dict[str, ModelFamily] = {
@@ -33,7 +34,7 @@ MODELS: dict[str, ModelFamily] = {
     ) for depth in resnet.ARCHS},
     "esn": ModelFamily(
         "esn", esn.ESNHyper, frozenset({"sequence"}), frozenset({"classification", "forecasting"}),
-        "ridge", esn.build, esn.ESN,
+        "ridge", esn.build, esn.ESN, generates=True,
     ),
     **{cell: ModelFamily(
         cell, rnn.RNNHyper, frozenset({"sequence"}), frozenset({"classification", "forecasting"}),
