@@ -149,13 +149,14 @@ class MLflowTrials(tune.Callback):
         self.live.discard(trial.trial_id)
         # the trial's error file on this machine: the copy in storage is written later
         local = Path(trial.error_file) if trial.error_file else None
-        text = local.read_text() if local and local.exists() else trial.get_error()
+        local = local if local and local.exists() else None
+        text = local.read_text() if local else trial.get_error()
         self.states[trial.trial_id] = "failed"
         reason = self.errors[trial.trial_id] = last_line(text) if text else "unknown error"
 
         def write() -> None:
             run_id = self.run_id(trial)
-            if local and local.exists():  # the whole traceback, beside the run's metrics
+            if local:  # the whole traceback, beside the run's metrics
                 self.client.log_artifact(run_id, str(local))
             self.end_run(run_id, "failed", "FAILED", {ERROR_TAG: reason})
 
