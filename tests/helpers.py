@@ -9,7 +9,7 @@ import time
 import ray
 from mlflow import MlflowClient
 
-from raysearch import search
+from raysearch import search, tracking
 
 
 def free_port() -> int:
@@ -21,6 +21,14 @@ def free_port() -> int:
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def trial_runs(client: MlflowClient, name: str) -> list:
+    """The trial runs of search `name` in the store; none while its experiment does not exist."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], f"tags.`{tracking.TRIAL_TAG}` != ''")
 
 
 def child_runs(client: MlflowClient, outcome: search.Outcome):

@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 import ray
-from helpers import assert_nothing_left_running, child_runs, cli
+from helpers import assert_nothing_left_running, child_runs, cli, trial_runs
 from mlflow import MlflowClient
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
@@ -21,12 +21,6 @@ def optuna_states(folder: Path) -> list[str]:
     searcher = OptunaSearch()
     searcher.restore_from_dir(str(folder))
     return sorted(t.state.name for t in searcher._ot_study.trials)
-
-
-def trial_runs(client: MlflowClient, name: str) -> list:
-    experiment = client.get_experiment_by_name(name)
-    return client.search_runs([experiment.experiment_id],
-                              f"tags.`{tracking.TRIAL_TAG}` != ''")
 
 
 DIVERGING = """\

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import helpers
 from mlflow import MlflowClient
 
 from raysearch import tracking
@@ -32,12 +33,8 @@ def start(*args: str, env: dict) -> subprocess.Popen:
 
 
 def trial_runs(client: MlflowClient) -> dict[str, object]:
-    experiment = client.get_experiment_by_name("resumable")
-    if experiment is None:
-        return {}
-    runs = client.search_runs([experiment.experiment_id])
-    return {run.data.tags[tracking.TRIAL_TAG]: run for run in runs
-            if tracking.TRIAL_TAG in run.data.tags}
+    runs = helpers.trial_runs(client, "resumable")
+    return {run.data.tags[tracking.TRIAL_TAG]: run for run in runs}
 
 
 def wait_for_completed(client: MlflowClient, count: int, process: subprocess.Popen,

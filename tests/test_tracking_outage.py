@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import requests
-from helpers import cli, free_port
+from helpers import cli, free_port, trial_runs
 from mlflow import MlflowClient
 
 from raysearch import tracking
@@ -54,12 +54,8 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def completed(client: MlflowClient) -> int:
-    experiment = client.get_experiment_by_name("outage")
-    if experiment is None:
-        return 0
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`{tracking.STATE_TAG}` = 'completed'")
-    return len(runs)
+    return sum(r.data.tags.get(tracking.STATE_TAG) == "completed"
+               for r in trial_runs(client, "outage"))
 
 
 def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path, write_spec):
@@ -99,8 +95,7 @@ def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path,
 
     try:
         client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name("outage")
-        runs = client.search_runs([experiment.experiment_id], f"tags.`{tracking.TRIAL_TAG}` != ''")
+        runs = trial_runs(client, "outage")
         assert len(runs) == 2
         stamps = []
         for run in runs:
