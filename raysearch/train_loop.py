@@ -33,7 +33,8 @@ def train_loop(config: dict[str, Any]) -> str | None:
     hp = family.hyperparams(**config["hyper"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    # Ray gives a worker on a fake GPU node (cluster/local.yaml) a GPU id but no device
+    device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
 
     # Loaded once by the driver, read from the node's object store: no trial pays for loading
     # it or for importing its loader.
@@ -226,7 +227,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     precision = (torch.autocast("cuda", dtype=torch.bfloat16) if fast
                  else contextlib.nullcontext())
     shuffle = torch.Generator().manual_seed(hp.seed + 1_000_003 * rank)
-    ddp_model = ray.train.torch.prepare_model(model)
+    ddp_model = ray.train.torch.prepare_model(model, move_to_device=device)
     optimizer = make_optimizer(hp, ddp_model.parameters())
     schedule = make_schedule(hp, optimizer, epochs * steps)
     start = 0

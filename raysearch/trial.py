@@ -5,11 +5,14 @@ TuneReportCallback forwards each report of rank 0 to Tune, which is what lets AS
 """
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import ray.train
+import torch
 from ray import tune
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch.config import _TorchBackend
 from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -30,6 +33,30 @@ class Diverged(Exception):
 
 class WorkersNeverStarted(Exception):
     """The trial's worker group did not start within `resources.start_timeout_s`."""
+
+
+# TorchConfig's backend until the workers have started and said whether they have CUDA
+BY_DEVICE = "by-device"
+
+
+class _BackendByDevice(_TorchBackend):
+    """NCCL where the workers see CUDA, gloo where they do not. The GPU resource alone does not
+    tell: the fake GPU nodes of cluster/local.yaml have the resource and no device."""
+
+    def on_start(self, worker_group, backend_config: TorchConfig) -> None:
+        if backend_config.backend == BY_DEVICE:
+            cuda = worker_group.execute_single(0, torch.cuda.is_available)
+            backend_config.backend = "nccl" if cuda else "gloo"
+        super().on_start(worker_group, backend_config)
+
+
+@dataclass
+class TorchConfigByDevice(TorchConfig):
+    backend: str = BY_DEVICE
+
+    @property
+    def backend_cls(self) -> type[_TorchBackend]:
+        return _BackendByDevice
 
 
 class ForwardToTune(TuneReportCallback):
@@ -60,6 +87,7 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"setup": {**setup, "trial_id": trial_id}, "hyper": config},
+        torch_config=TorchConfigByDevice(),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers"],
             use_gpu=res["gpus_per_worker"] > 0,
