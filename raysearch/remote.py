@@ -17,12 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ray._raylet import Config
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 OVERRIDES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 TAG = "raysearch"  # metadata key marking raysearch's jobs
 ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 # Tune's progress lines: "Current best trial: 4e1a with val_nrmse=0.0015 and params={...}"
+GET_TOKEN = "`ray get-auth-token` on the head prints it"
 BEST = re.compile(r"Current best trial: (\w+) with (\w+)=(\S+) and params")
 
 
@@ -30,22 +32,42 @@ class ClusterError(Exception):
     """The cluster could not be reached, or refused the request; the message says why."""
 
 
+def token_source() -> str | None:
+    """Where Ray would read this client's token from, in Ray's order; None if nowhere."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return "RAY_AUTH_TOKEN"
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return f"RAY_AUTH_TOKEN_PATH ({path})" if Path(path).expanduser().is_file() else None
+    home = Path.home() / ".ray" / "auth_token"
+    return str(home) if home.is_file() else None
+
+
 def connect(address: str) -> JobSubmissionClient:
-    """A Jobs client for the dashboard at `address`. The token, when the cluster uses token
-    authentication, is read the way Ray reads it (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
-    ~/.ray/auth_token)."""
+    """A Jobs client for the dashboard at `address`, sending this client's token (see
+    token_source) when it has one."""
+    source = token_source()
+    # Ray's client sends its token only in token mode; a user who has a token means it to be
+    # sent, and a cluster without token authentication ignores it.
+    if source and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")  # Ray read its config on import; as ray._private does here
     # Ray lets RAY_API_SERVER_ADDRESS and RAY_ADDRESS override the address it is given; the
     # address the user typed is the one meant.
     saved = {k: os.environ.pop(k) for k in OVERRIDES if k in os.environ}
     try:
         return JobSubmissionClient(address)
     except Exception as e:  # noqa: BLE001  connection, HTTP and authentication errors alike
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        hint = ""
-        if any(w in first.lower() for w in ("401", "403", "unauthor", "token", "auth")):
-            hint = ("; the cluster wants its token: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, "
-                    "or put it in ~/.ray/auth_token (`ray get-auth-token` on the head)")
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {first}{hint}") from None
+        text = str(e).strip()
+        if "Invalid authentication token" in text:
+            raise ClusterError(f"the Ray cluster at {address} refused the token from {source}: "
+                               f"it is not this cluster's ({GET_TOKEN})") from None
+        if "Missing authentication token" in text or "find an authentication token" in text:
+            raise ClusterError(f"the Ray cluster at {address} wants a token and none was found "
+                               "in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token "
+                               f"({GET_TOKEN})") from None
+        first = text.splitlines()[0] if text else type(e).__name__
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {first}") from None
     finally:
         os.environ.update(saved)
 
