@@ -113,7 +113,10 @@ def tune(
     if not ray.is_initialized():
         context = ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
         if context.dashboard_url:
-            console.print(f"Ray dashboard: http://{context.dashboard_url}")
+            # a cluster's dashboard listens on its head's localhost (cluster.yaml)
+            joined = "" if ray._private.worker.global_worker.node.head else (
+                "   (from your machine: `ray dashboard cluster.yaml` tunnels to it)")
+            console.print(f"Ray dashboard: http://{context.dashboard_url}{joined}")
     console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
     try:
         outcome = search.run(spec, uri, str(root), origin=origin, resuming=resume_ is not None)

@@ -3,6 +3,7 @@ MLflow, the best checkpoint promoted to the registry."""
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,18 +64,27 @@ def setup_of(spec: Spec, storage: str, decisions: Any, data_ref: ray.ObjectRef
 
 
 def concurrency(spec: Spec) -> int:
-    """Trials that fit in the cluster at once, at most `max_concurrent`; none fitting is an error
-    rather than trials that wait forever for workers."""
+    """Trials that fit in the cluster at once, at most `max_concurrent`. On a cluster this
+    driver started (a laptop) none fitting is an error rather than trials that wait forever for
+    workers; a cluster the driver joined may add nodes (an autoscaler, cluster/*.yaml), and
+    `resources.start_timeout_s` bounds each trial's wait for them."""
     res, total = spec.resources, ray.cluster_resources()
+    # Ray has no public way to ask whether this process started the cluster or joined one
+    started_here = ray._private.worker.global_worker.node.head
     fits = []
     for kind, each in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
         need = res.workers * each
         if need > 0:
             have = total.get(kind, 0)
             if need > have + 1e-9:
-                raise SpecError(
-                    f"{spec.source}: resources: a trial needs {need:g} {kind} ({res.workers} "
-                    f"workers x {each:g}) but the Ray cluster has {have:g}")
+                short = (f"{spec.source}: resources: a trial needs {need:g} {kind} "
+                         f"({res.workers} workers x {each:g}) but the Ray cluster has {have:g}")
+                if started_here:
+                    raise SpecError(short)
+                print(f"warning: {short} now: its trials wait up to {res.start_timeout_s:g} s "
+                      "(resources.start_timeout_s) for the autoscaler to add nodes",
+                      file=sys.stderr)
+                continue
             fits.append(int(have // need + 1e-9))
     return max(1, min([spec.search.max_concurrent, *fits]))
 
