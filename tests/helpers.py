@@ -1,12 +1,15 @@
 """What the end-to-end tests share: the command line, a search's child runs, the leak check."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import ray
+import requests
 from mlflow import MlflowClient
 
 from raysearch import search, tracking
@@ -47,3 +50,28 @@ def assert_nothing_left_running(within_s: float = 30.0) -> None:
             break
         time.sleep(0.5)
     assert live == []
+
+
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    """A real `mlflow server` on 127.0.0.1 (SQLite, artifacts served), in its own session."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.5)
+    stop_process_group(server)
+    raise AssertionError("mlflow server did not start")
+
+
+def stop_process_group(server: subprocess.Popen) -> None:
+    """A server started in its own session, and every process it started, by its group."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)

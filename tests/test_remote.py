@@ -1,40 +1,152 @@
-"""A search submitted to a running cluster through the Ray Jobs API: the session's Ray cluster,
-reached through its dashboard like a remote head, and a real SQLite MLflow store."""
+"""A cluster as a team runs one, on 127.0.0.1: a Ray head started from cluster/local.yaml (Ray's
+fake multi-node provider, fake GPU nodes added and removed by its autoscaler) with token
+authentication, and a real `mlflow server`. Searches are submitted to it through the Jobs API,
+or run by a driver on the head, as after `ray attach`."""
 
+import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
+import textwrap
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-from helpers import assert_nothing_left_running, cli, free_port
+import mlflow
+import pytest
+import requests
+import torch
+import yaml
+from helpers import free_port, start_mlflow_server, stop_process_group, trial_runs
 from mlflow import MlflowClient
-from ray.job_submission import JobSubmissionClient
 
+import raysearch
+from raysearch import checkpoint
+from raysearch.data import DATASETS
+
+ROOT = Path(__file__).parent.parent
 SPACE = """\
-    name: remote
+    name: {name}
     model: cnn
     data: {{name: digits}}
     objective: {{metric: val_accuracy, mode: max}}
-    search: {{trials: {trials}, sampler: random, seed: 0}}
+    search: {{trials: {trials}, sampler: random, seed: 0, max_concurrent: 1}}
     scheduler: {{type: none, max_t: 1}}
-    resources: {{workers: 2, cpus_per_worker: 1}}
+    resources: {{workers: 2, cpus_per_worker: 1, gpus_per_worker: {gpus}}}
     params:
       lr: {{type: float, low: 0.005, high: 0.02, log: true}}
     fixed: {{channels: 8, optimizer: adam}}
 """
+# Variables a client may have that would point it at another cluster or another token.
+FOREIGN = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+           "RAY_AUTH_MODE", "MLFLOW_TRACKING_URI")
 
 
-def test_a_submitted_search_runs_on_after_the_client_detaches(ray_cluster, tmp_path,
-                                                              tracking_uri, write_spec):
-    address = f"http://{ray_cluster.dashboard_url}"
+@dataclass
+class Cluster:
+    dashboard: str  # http://127.0.0.1:PORT, what --address takes
+    gcs: str  # what a driver on the head connects to
+    mlflow: str
+    token: str
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A client's environment holding this cluster's token and nothing of other clusters."""
+        base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+        return {**base, "RAY_AUTH_TOKEN": self.token, **extra}
+
+    def nodes(self) -> list[dict]:
+        """Every node the cluster has had, alive or dead, from the dashboard's state API."""
+        reply = requests.get(f"{self.dashboard}/api/v0/nodes", params={"limit": 1000},
+                             headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        return reply.json()["data"]["result"]["result"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    gcs, dashboard = free_port(), free_port()
+    config = yaml.safe_load((ROOT / "cluster" / "local.yaml").read_text())
+    # Fake nodes join the head at the GCS port given here (6379 otherwise); GPU nodes go
+    # 15 s after their last trial instead of a minute, so the test sees them go.
+    config["provider"]["gcs_address"] = f"127.0.0.1:{gcs}"
+    config["idle_timeout_minutes"] = 0.25
+    (folder / "local.yaml").write_text(yaml.safe_dump(config))
+    token = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+    env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_AUTH_MODE="token",
+               RAY_AUTH_TOKEN=token, DASHBOARD_METRIC_PORT=str(free_port()),
+               AUTOSCALER_METRIC_PORT=str(free_port()),
+               RAY_API_SERVER_ADDRESS=f"http://127.0.0.1:{dashboard}",
+               # the jobs' `python` is this venv's, as on a cluster set up by cluster.yaml
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", f"--port={gcs}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--dashboard-agent-listen-port={free_port()}",
+         f"--ray-client-server-port={free_port()}", f"--metrics-export-port={free_port()}",
+         f"--temp-dir={folder / 'ray'}", f"--autoscaling-config={folder / 'local.yaml'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    mlflow_port = free_port()
+    server = start_mlflow_server(folder, mlflow_port)
+    try:
+        started = Cluster(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}",
+                          f"http://127.0.0.1:{mlflow_port}", token)
+        deadline = time.time() + 120
+        while True:
+            try:
+                if started.nodes():
+                    break
+            except (requests.ConnectionError, KeyError, ValueError):
+                pass
+            assert time.time() < deadline and head.poll() is None, "the Ray head did not start"
+            time.sleep(1)
+        yield started
+    finally:
+        stop_process_group(server)
+        # The head, its fake nodes and their workers: all in the session `ray start` began.
+        # Nothing of theirs outlives the test, so there is nothing to stop gracefully.
+        stop_process_group(head)
+
+
+def raysearch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_a_cluster_refuses_a_client_without_its_token_in_one_line(cluster, tmp_path):
+    nobody = {**cluster.env(), "HOME": str(tmp_path)}  # no ~/.ray/auth_token either
+    del nobody["RAY_AUTH_TOKEN"]
+    missing = raysearch_cli("jobs", "--address", cluster.dashboard, env=nobody)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines() == [
+        f"error: the Ray cluster at {cluster.dashboard} wants a token and none was found in "
+        "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (`ray get-auth-token` on the "
+        "head prints it)"]
+
+    (tmp_path / "token").write_text(secrets.token_hex(32))
+    wrong = raysearch_cli("jobs", "--address", cluster.dashboard,
+                          env={**nobody, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token")})
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    line, = wrong.stderr.strip().splitlines()
+    assert f"refused the token from RAY_AUTH_TOKEN_PATH ({tmp_path / 'token'})" in line
+
+    right = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
+    assert right.returncode == 0, right.stderr
+
+
+def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detach(
+        cluster, tmp_path):
+    spec = tmp_path / "space.yaml"
+    spec.write_text(textwrap.dedent(SPACE).format(name="remote", trials=3, gpus=0))
     client = subprocess.Popen(
-        [sys.executable, "-m", "raysearch", "tune", "--space",
-         str(write_spec(SPACE.format(trials=1))), "--address", address, "--tracking-uri",
-         tracking_uri, "--storage", str(tmp_path / "results")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    submitted = client.stdout.readline()
-    job = re.match(r"job (\S+) submitted", submitted).group(1)
+        [sys.executable, "-m", "raysearch", "tune", "--space", str(spec), "--address",
+         cluster.dashboard, "--tracking-uri", cluster.mlflow,
+         "--storage", str(tmp_path / "results")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
+    job = re.match(r"job (\S+) submitted", client.stdout.readline()).group(1)
     assert job.startswith("remote-")
     # the job's own output streams back; Ctrl-C once it has started a trial detaches
     deadline = time.time() + 300
@@ -46,43 +158,82 @@ def test_a_submitted_search_runs_on_after_the_client_detaches(ray_cluster, tmp_p
     assert client.returncode == 0, out + err
     assert f"detached; job {job} runs on" in err and "Traceback" not in err
 
-    follow = cli("logs", job, "--follow", "--address", address)
+    follow = raysearch_cli("logs", job, "--follow", "--address", cluster.dashboard,
+                           env=cluster.env())
     assert follow.returncode == 0, follow.stderr
-    assert "trials: 1 completed" in follow.stdout
-    listed = cli("jobs", "--address", address)
-    assert listed.returncode == 0, listed.stderr
+    assert "trials: 3 completed" in follow.stdout
+    listed = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
     row = next(line for line in listed.stdout.splitlines() if job in line)
     assert "SUCCEEDED" in row and "val_accuracy=" in row
-    experiment = MlflowClient(tracking_uri).get_experiment_by_name("remote")
-    runs = MlflowClient(tracking_uri).search_runs([experiment.experiment_id],
-                                                  "tags.`raysearch.state` = 'completed'")
-    assert len(runs) == 1
+
+    # the trials are runs on the team's server, and its registry holds the champion
+    server = MlflowClient(cluster.mlflow)
+    assert len(trial_runs(server, "remote")) == 3
+    champion = server.get_model_version_by_alias("remote", "champion")
+    out = tmp_path / "pulled"
+    pulled = raysearch_cli("pull", "remote@champion", "--out", str(out), "--tracking-uri",
+                           cluster.mlflow, env=cluster.env())
+    assert pulled.returncode == 0, pulled.stderr
+    model = raysearch.load(out)
+    splits, _ = DATASETS["digits"].load(DATASETS["digits"].options())
+    x_test, y_test = splits["test"]
+    saved = mlflow.artifacts.download_artifacts(champion.source, tracking_uri=cluster.mlflow)
+    assert torch.equal(model(x_test), checkpoint.load(saved)(x_test))
+    accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+    assert accuracy == pytest.approx(float(champion.tags["test_accuracy"]), abs=1e-6)
 
 
-def test_a_job_stops_on_request(ray_cluster, tmp_path, tracking_uri, write_spec):
-    address = f"http://{ray_cluster.dashboard_url}"
-    jobs = JobSubmissionClient(address)
-    client = subprocess.Popen(
-        [sys.executable, "-m", "raysearch", "tune", "--space",
-         str(write_spec(SPACE.format(trials=20))), "--address", address, "--tracking-uri",
-         tracking_uri, "--storage", str(tmp_path / "results")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    job = re.match(r"job (\S+) submitted", client.stdout.readline()).group(1)
-    client.send_signal(signal.SIGINT)
-    client.communicate(timeout=60)
+def test_a_job_stops_on_request(cluster, tmp_path):
+    spec = tmp_path / "space.yaml"
+    spec.write_text(textwrap.dedent(SPACE).format(name="stopped", trials=20, gpus=0))
+    submitted = subprocess.Popen(
+        [sys.executable, "-m", "raysearch", "tune", "--space", str(spec), "--address",
+         cluster.dashboard, "--tracking-uri", cluster.mlflow,
+         "--storage", str(tmp_path / "results")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
+    job = re.match(r"job (\S+) submitted", submitted.stdout.readline()).group(1)
+    submitted.send_signal(signal.SIGINT)
+    submitted.communicate(timeout=60)
     deadline = time.time() + 120
-    while str(jobs.get_job_status(job).value) != "RUNNING" and time.time() < deadline:
-        time.sleep(0.5)
+    while time.time() < deadline:
+        status = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
+        if any(job in row and "RUNNING" in row for row in status.stdout.splitlines()):
+            break
+        time.sleep(1)
 
-    stopped = cli("stop", job, "--address", address)
+    stopped = raysearch_cli("stop", job, "--address", cluster.dashboard, env=cluster.env())
     assert stopped.returncode == 0, stopped.stderr
     assert f"job {job}: STOPPED" in stopped.stdout
-    assert_nothing_left_running(within_s=60)
+
+
+def test_gpu_trials_scale_fake_gpu_nodes_up_and_down(cluster, tmp_path):
+    """Each trial's 2 workers want a GPU each; only the autoscaler's fake GPU nodes have one,
+    and those have no CUDA device, so the trials train with gloo on the CPU."""
+    spec = tmp_path / "space.yaml"
+    spec.write_text(textwrap.dedent(SPACE).format(name="fakegpu", trials=2, gpus=1))
+    # a driver on the head, as after `ray attach cluster.yaml`
+    run = raysearch_cli("tune", "--space", str(spec), "--tracking-uri", cluster.mlflow,
+                        "--storage", str(tmp_path / "results"),
+                        env=cluster.env(RAY_ADDRESS=cluster.gcs, RAY_AUTH_MODE="token",
+                                        RAY_API_SERVER_ADDRESS=cluster.dashboard))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "trials: 2 completed" in run.stdout
+    assert "a trial needs 2 GPU (2 workers x 1) but the Ray cluster has 0 now" in run.stderr
+
+    def gpu_nodes(state: str) -> int:
+        return sum(n["state"] == state and n["resources_total"].get("GPU", 0) > 0
+                   for n in cluster.nodes())
+
+    assert gpu_nodes("ALIVE") + gpu_nodes("DEAD") >= 2
+    deadline = time.time() + 120
+    while gpu_nodes("ALIVE") and time.time() < deadline:
+        time.sleep(2)
+    assert gpu_nodes("ALIVE") == 0
 
 
 def test_an_unreachable_cluster_is_one_line():
     address = f"http://127.0.0.1:{free_port()}"
-    run = cli("jobs", "--address", address)
+    run = raysearch_cli("jobs", "--address", address, env=dict(os.environ))
     assert run.returncode == 2 and "Traceback" not in run.stderr
     line, = run.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot reach the Ray cluster at {address}")

@@ -3,14 +3,11 @@ reported meanwhile is logged when it is back, and the champion is registered. An
 down from the start stops the search before any trial, with one line."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import requests
-from helpers import cli, free_port, trial_runs
+from helpers import cli, free_port, start_mlflow_server, stop_process_group, trial_runs
 from mlflow import MlflowClient
 
 from raysearch import tracking
@@ -29,30 +26,6 @@ SPACE = """\
 """
 
 
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
-                return server
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    stop(server)
-    raise AssertionError("mlflow server did not start")
-
-
-def stop(server: subprocess.Popen) -> None:
-    """The server and the workers it forked, by their process group."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=30)
-
-
 def completed(client: MlflowClient) -> int:
     return sum(r.data.tags.get(tracking.STATE_TAG) == "completed"
                for r in trial_runs(client, "outage"))
@@ -61,7 +34,7 @@ def completed(client: MlflowClient) -> int:
 def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path, write_spec):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     search = None
     try:
         search = subprocess.Popen(
@@ -75,12 +48,12 @@ def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path,
             assert search.poll() is None and time.time() < deadline, search.communicate()
             time.sleep(1)
 
-        stop(server)  # the server dies; the search must not notice beyond a warning
+        stop_process_group(server)  # the server dies; the search must not notice beyond a warning
         down_ms = time.time() * 1000
         time.sleep(25)
         up_ms = time.time() * 1000
         assert search.poll() is None
-        server = start_server(tmp_path, port)
+        server = start_mlflow_server(tmp_path, port)
 
         out, err = search.communicate(timeout=400)
         assert search.returncode == 0, out + err
@@ -90,8 +63,8 @@ def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path,
     finally:
         if search is not None and search.poll() is None:
             search.kill()
-        stop(server)
-        server = start_server(tmp_path, port)
+        stop_process_group(server)
+        server = start_mlflow_server(tmp_path, port)
 
     try:
         client = MlflowClient(uri)
@@ -108,7 +81,7 @@ def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path,
         assert any(down_ms <= t <= up_ms for t in stamps)
         assert client.get_model_version_by_alias("outage", "champion")
     finally:
-        stop(server)
+        stop_process_group(server)
 
 
 def test_a_server_down_at_the_start_stops_the_search_before_any_trial(tmp_path, write_spec):
