@@ -18,9 +18,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
 
 from raysearch import checkpoint
 from raysearch.data import DataInfo, Split
+from raysearch.data.base import ImageFiles
 from raysearch.models import MODELS
 from raysearch.models.esn import ESN
 
@@ -190,20 +192,65 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     return padded.flatten(2).gather(2, index.flatten(2)).view_as(x)
 
 
+def image_loader(files: ImageFiles, batch: int, sampler, setup: dict[str, Any],
+                 device: torch.device) -> DataLoader:
+    """Batches of uint8 images decoded by the worker's other CPUs; normalized, augmented and
+    made channels-last on the device."""
+    processes = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)
+    return DataLoader(files, batch_size=batch, sampler=sampler, num_workers=processes,
+                      pin_memory=device.type == "cuda", persistent_workers=processes > 0)
+
+
+@torch.no_grad()
+def streamed_sums(model: nn.Module, files: ImageFiles, batch: int, rank: int, world: int,
+                  setup: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """classification_sums over this rank's share (every world-th image) of a streamed split."""
+    sums = torch.zeros(3, device=device)
+    for images, labels in image_loader(files, batch, range(rank, len(files), world), setup,
+                                       device):
+        sums += classification_sums(model, files.normalize(images.to(device)), labels.to(device))
+    return sums
+
+
 def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
                  setup: dict[str, Any], state: dict[str, Any] | None, rank: int, world: int,
                  device: torch.device) -> str | None:
-    x, y = splits["train"]
     forecasting = info.task == "forecasting"
-    if forecasting:  # a recurrent net learns a series from windows of it, every step a target
-        x, y = windows(x, y, hp.window)
-    # Equal shards keep every rank at the same number of steps, as DDP needs.
-    per_rank = len(x) // world
-    x, y = x[rank::world][:per_rank].to(device), y[rank::world][:per_rank].to(device)
-    u_val, y_val = (t.to(device) for t in splits["val"])
     batch = max(1, hp.batch_size // world)
-    steps = math.ceil(per_rank / batch)
     epochs = setup["max_t"]
+    # On a GPU, convnets train in bf16 with channels-last tensors: about 2.5x the images/s of
+    # fp32 on an H100 (DESIGN.md, measured anchors).
+    fast = device.type == "cuda" and len(info.input_shape) == 3
+    layout = torch.channels_last if fast else torch.contiguous_format
+    streamed = isinstance(splits["train"], ImageFiles)
+    if streamed:
+        # DistributedSampler's drop_last gives every rank the same number of steps
+        sampler = DistributedSampler(splits["train"], num_replicas=world, rank=rank,
+                                     seed=hp.seed, drop_last=True)
+        loader = image_loader(splits["train"], batch, sampler, setup, device)
+        steps = len(loader)
+    else:
+        x, y = splits["train"]
+        if forecasting:  # a recurrent net learns a series from windows of it, every step a target
+            x, y = windows(x, y, hp.window)
+        # Equal shards keep every rank at the same number of steps, as DDP needs.
+        per_rank = len(x) // world
+        x, y = x[rank::world][:per_rank].to(device), y[rank::world][:per_rank].to(device)
+        x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
+        steps = math.ceil(per_rank / batch)
+
+    def batches(epoch: int):
+        if streamed:
+            sampler.set_epoch(epoch)
+            for images, labels in loader:
+                images = images.to(device, non_blocking=True)
+                yield (splits["train"].normalize(images).contiguous(memory_format=layout),
+                       labels.to(device, non_blocking=True))
+            return
+        order = torch.randperm(per_rank, generator=torch.Generator().manual_seed(hp.seed + epoch))
+        for i in range(steps):
+            idx = order[i * batch:(i + 1) * batch].to(device)
+            yield x[idx], y[idx]
 
     def loss_of(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if forecasting:
@@ -211,6 +258,10 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         return F.cross_entropy(output, target, label_smoothing=hp.label_smoothing)
 
     def val_metrics() -> dict[str, float]:
+        if streamed:
+            sums = streamed_sums(model, splits["val"], batch, rank, world, setup, device)
+            return classification_metrics(all_reduce_sum(sums), "val")
+        u_val, y_val = (t.to(device) for t in splits["val"])
         if forecasting:
             lo, hi = stretch(0, len(u_val), rank, world)
             return forecast_metrics(
@@ -218,12 +269,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         sums = classification_sums(model, u_val[rank::world], y_val[rank::world])
         return classification_metrics(all_reduce_sum(sums), "val")
 
-    # On a GPU, convnets train in bf16 with channels-last tensors: about 2.5x the images/s of
-    # fp32 on an H100 (DESIGN.md, measured anchors).
-    fast = device.type == "cuda" and x.dim() == 4
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    model = model.to(memory_format=layout)
     precision = (torch.autocast("cuda", dtype=torch.bfloat16) if fast
                  else contextlib.nullcontext())
     shuffle = torch.Generator().manual_seed(hp.seed + 1_000_003 * rank)
@@ -240,13 +286,12 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     for epoch in range(start, epochs):
         began = time.perf_counter()
         ddp_model.train()
-        order = torch.randperm(per_rank, generator=torch.Generator().manual_seed(hp.seed + epoch))
         loss_sum = torch.zeros((), device=device)
-        for i in range(steps):
-            idx = order[i * batch:(i + 1) * batch].to(device)
-            inputs = augment(x[idx], shuffle) if info.augment else x[idx]
+        for inputs, targets in batches(epoch):
+            if info.augment:
+                inputs = augment(inputs, shuffle)
             with precision:
-                loss = loss_of(ddp_model(inputs), y[idx])
+                loss = loss_of(ddp_model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -398,6 +443,10 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
     hp = family.hyperparams(**hyper)
     splits, info = ray.get(setup["data_ref"])
     model = checkpoint.load(folder)
+    if isinstance(splits[split], ImageFiles):
+        resources = {"resources": {"cpus_per_worker": 1}}  # the driver decodes on its own
+        sums = streamed_sums(model, splits[split], 256, 0, 1, resources, torch.device("cpu"))
+        return classification_metrics(sums, split)
     x, y = splits[split]
     if info.free_run:
         scores = free_run_metrics(model, x, hp.washout, info.free_run, info.free_runs)

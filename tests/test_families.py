@@ -1,8 +1,12 @@
-"""The recurrent families and the ESN classifier in real searches: 2-worker gloo TorchTrainer
-trials on a real Ray cluster, tracked in a real SQLite MLflow store."""
+"""The recurrent families, the ESN classifier and a streamed image folder in real searches:
+2-worker gloo TorchTrainer trials on a real Ray cluster, tracked in a real SQLite MLflow store."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from helpers import assert_nothing_left_running
+from PIL import Image
 
 from raysearch import search
 from raysearch.spec import load_spec
@@ -36,12 +40,30 @@ CASES = {
     "gru-series": ("gru", "{name: mackey_glass, length: 3000}", NRMSE, 6,
                    "lr: {type: float, low: 0.008, high: 0.01, log: true}",
                    "{hidden_size: 16, window: 16, optimizer: adam, batch_size: 8}", 0.5),
+    # a CNN on an image folder streamed from its files (DataLoader, DistributedSampler)
+    "cnn-streamed": ("cnn", "{name: imagefolder, root: IMAGES, image_size: 16, stream: true}",
+                     ACCURACY, 2, "lr: {type: float, low: 0.005, high: 0.01, log: true}",
+                     "{channels: 4, optimizer: adam, batch_size: 16}", 0.6),
 }
+
+
+def image_folder(root: Path) -> Path:
+    """Three classes of noisy 20 px images, told apart by their dominant colour."""
+    noise = np.random.default_rng(0)
+    for c in range(3):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(40):
+            pixels = noise.integers(0, 120, (20, 20, 3))
+            pixels[..., c] += 135
+            Image.fromarray(pixels.astype(np.uint8)).save(root / f"class{c}" / f"{i}.png")
+    return root
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_uri, write_spec):
     model, data, objective, epochs, param, fixed, good = CASES[case]
+    if "IMAGES" in data:
+        data = data.replace("IMAGES", str(image_folder(tmp_path / "images")))
     spec = load_spec(write_spec(SPACE.format(name=case, model=model, data=data,
                                              objective=objective, epochs=epochs, param=param,
                                              fixed=fixed)))

@@ -98,6 +98,23 @@ def test_an_image_folder_is_split_and_labelled_by_its_class_folders(tmp_path):
     assert (red[:, 0] > red[:, 1]).all()  # class 0 is the red folder
 
 
+def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path):
+    for c, colour in enumerate(["red", "green"]):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(6):
+            Image.new("RGB", (20, 24 + i), colour).save(tmp_path / f"class{c}" / f"{i}.png")
+    dataset = DATASETS["imagefolder"]
+    held, _ = dataset.load(dataset.options(root=str(tmp_path), image_size=16))
+    streamed, info = dataset.load(dataset.options(root=str(tmp_path), image_size=16, stream=True))
+    assert info.input_shape == (3, 16, 16)
+    for split in ("train", "val", "test"):
+        files, (x, y) = streamed[split], held[split]
+        assert len(files) == len(x) and torch.equal(files.labels, y)
+        images = torch.stack([files[i][0] for i in range(len(files))])
+        assert images.dtype == torch.uint8  # decoded as drawn, normalized on the device
+        assert torch.allclose(files.normalize(images), x)
+
+
 def test_cifar10_offline_and_absent_says_which_file_to_put_where(tmp_path):
     dataset = DATASETS["cifar10"]
     with pytest.raises(DataError) as info:

@@ -1,5 +1,6 @@
 """What every data set declares, so a spec can be checked before anything runs."""
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
-Split = tuple[torch.Tensor, torch.Tensor]
+Split = tuple[torch.Tensor, torch.Tensor]  # inputs and targets; or ImageFiles, streamed
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_loss")
 FORECASTING_METRICS = ("val_nrmse", "val_mse")
@@ -45,6 +46,45 @@ def normalized(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.
     """uint8 images (N, C, H, W) as floats standardized per channel."""
     x = x.float().div_(255)
     return (x - mean[:, None, None]) / std[:, None, None]
+
+
+@functools.cache
+def _shaping(size: int):
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size),
+                               transforms.PILToTensor()])
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """A split of images read from their files as batches are drawn, for folders too large to
+    hold in memory: a map-style data set of (uint8 image (C, H, W), label) for a DataLoader. Every
+    node reads the same paths, so they must be on storage every node mounts."""
+
+    paths: tuple[str, ...]
+    labels: torch.Tensor
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as image:
+            return _shaping(self.size)(image.convert("RGB")), int(self.labels[i])
+
+    def subset(self, index: torch.Tensor) -> "ImageFiles":
+        return ImageFiles(tuple(self.paths[i] for i in index.tolist()), self.labels[index],
+                          self.size, self.mean, self.std)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of uint8 images as the in-memory data sets hold them (see `normalized`)."""
+        return normalized(images, images.new_tensor(self.mean, dtype=torch.float),
+                          images.new_tensor(self.std, dtype=torch.float))
 
 
 @dataclass(frozen=True)
