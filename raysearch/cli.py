@@ -67,11 +67,12 @@ def tune(
     """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
     from raysearch import resume, tracking
     from raysearch.outbox import fail_fast
+    from raysearch.storage import resolve as resolve_storage
 
     flags = {"trials": trials, "workers": workers, "gpus_per_worker": gpus_per_worker,
              "max_concurrent": max_concurrent, "name": name}
     flags = {k: v for k, v in flags.items() if v is not None}
-    root = Path(storage) if storage else resume.default_storage()
+    root = resolve_storage(storage or resume.default_storage())
     try:
         if (space is None) == (resume_ is None):
             raise SpecError("tune: give --space FILE for a new search, or --resume [NAME] to go "
@@ -81,9 +82,9 @@ def tune(
                 raise SpecError("--resume: a resumed search keeps its own spec; drop "
                                 + ", ".join(f"--{k.replace('_', '-')}" for k in flags)
                                 + (" --set" if set_ else ""))
-            folder = resume.find(root, resume_ or None)
-            state = resume.load(folder)
-            spec = load_spec(folder / resume.SPACE_FILE, state.overrides, **state.flags)
+            found = resume.find(root, resume_ or None)
+            state = resume.load(root, found)
+            spec = load_spec(resume.space_file(root, found), state.overrides, **state.flags)
             uri, origin = tracking_uri or state.tracking_uri, None
         else:
             path = resolve_space(space)
@@ -114,16 +115,16 @@ def tune(
         context = ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
         if context.dashboard_url:
             # a cluster's dashboard listens on its head's localhost (cluster.yaml)
-            joined = "" if ray._private.worker.global_worker.node.head else (
-                "   (from your machine: `ray dashboard cluster.yaml` tunnels to it)")
+            joined = ("   (from your machine: `ray dashboard cluster.yaml` tunnels to it)"
+                      if search.joined_cluster() else "")
             console.print(f"Ray dashboard: http://{context.dashboard_url}{joined}")
     console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
     try:
-        outcome = search.run(spec, uri, str(root), origin=origin, resuming=resume_ is not None)
+        outcome = search.run(spec, uri, root, origin=origin, resuming=resume_ is not None)
     except (SpecError, DataError) as e:
         fail(str(e))
     except TrackingDown as e:
-        fail(f"{e}: the search's trials and checkpoints are kept in {root / spec.name}, but the "
+        fail(f"{e}: the search's trials and checkpoints are kept in {root}/{spec.name}, but the "
              "champion was not registered", 1)
     except search.Interrupted:
         again = f"raysearch tune --resume {spec.name}" + (f" --storage {root}" if storage else "")

@@ -5,11 +5,11 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
 import ray
+import ray.train
 from mlflow import MlflowClient
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -22,7 +22,9 @@ from raysearch.early_stop import Decisions, PostingASHA, rungs
 from raysearch.outbox import TrackingDown, fail_fast
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
+from raysearch.storage import filesystem, shared
 from raysearch.storage import problem as storage_problem
+from raysearch.storage import resolve as resolve_storage
 from raysearch.train_loop import evaluate
 from raysearch.trial import trainable
 
@@ -63,14 +65,20 @@ def setup_of(spec: Spec, storage: str, decisions: Any, data_ref: ray.ObjectRef
     }
 
 
+def joined_cluster() -> bool:
+    """Whether this driver joined a running cluster (one that may add machines) rather than
+    starting its own."""
+    # Ray has no public way to ask
+    return not ray._private.worker.global_worker.node.head
+
+
 def concurrency(spec: Spec) -> int:
     """Trials that fit in the cluster at once, at most `max_concurrent`. On a cluster this
     driver started (a laptop) none fitting is an error rather than trials that wait forever for
     workers; a cluster the driver joined may add nodes (an autoscaler, cluster/*.yaml), and
     `resources.start_timeout_s` bounds each trial's wait for them."""
     res, total = spec.resources, ray.cluster_resources()
-    # Ray has no public way to ask whether this process started the cluster or joined one
-    started_here = ray._private.worker.global_worker.node.head
+    started_here = not joined_cluster()
     fits = []
     for kind, each in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
         need = res.workers * each
@@ -134,14 +142,14 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str
     """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
     be an earlier epoch than a trial's last) whose checkpoint Ray Train kept. It keeps one best
     and the latest; of two epochs with the same score it may keep either."""
-    filesystem, _ = pyarrow.fs.FileSystem.from_uri(storage)
+    fs, _ = filesystem(storage)
     best = None
     for result in results:
         frame = result.metrics_dataframe
         if result.error or frame is None or metric not in frame or "checkpoint_path" not in frame:
             continue
         frame = frame.dropna(subset=[metric, "checkpoint_path"])
-        kept = [filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        kept = [fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
                 for path in frame["checkpoint_path"]]
         frame = frame[kept]
         if frame.empty:
@@ -169,12 +177,14 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
     `callbacks` are extra Tune callbacks (the benchmarks time trials with one)."""
-    storage = str(storage or resume.default_storage())
+    storage = resolve_storage(storage or resume.default_storage())
     hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
     if reason := storage_problem(storage, hostnames):
         raise SpecError(reason)
-    storage = str(Path(storage).expanduser().resolve())
-    folder = Path(storage) / spec.name
+    if joined_cluster() and not shared(storage):
+        print(f"warning: --storage {storage} is on this machine's disk: if the cluster adds "
+              "machines, checkpoints written there are lost. Give a bucket or a network file "
+              "system (RAYSEARCH_STORAGE sets the default)", file=sys.stderr)
     metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
     dataset = DATASETS[spec.data.name]
@@ -185,7 +195,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     fail_fast()
     client = MlflowClient(tracking_uri)
     if resuming:
-        state = resume.load(folder)
+        state = resume.load(storage, spec.name)
         experiment_id, parent = state.experiment_id, state.parent_run_id
         client.update_run(parent, "RUNNING")
     else:
@@ -194,8 +204,8 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
                     "workers": spec.resources.workers}
         experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
         origin = origin or resume.Origin(spec.source.read_text())
-        resume.save(folder, origin, resume.SearchState(origin.overrides, origin.flags,
-                                                       tracking_uri, experiment_id, parent))
+        resume.save(storage, spec.name, origin, resume.SearchState(
+            origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
     reported = (*dataset.metrics, "train_loss", "epoch", "epoch_s")
     scheduler = make_scheduler(spec, decisions)
     trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
@@ -231,12 +241,15 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     if not outbox.drain(wait_s, "to log the last results and register the champion"):
         raise TrackingDown(tracking_uri, wait_s)
     if best and math.isfinite(best["value"]):
-        outcome.test_metrics = evaluate(setup, best["config"], best["checkpoint"])
-        outcome.promotion = outbox.call(lambda: tracking.promote(
-            client, spec.name, trials_cb.runs[best["trial_id"]], best["checkpoint"], metric, mode,
-            best["value"], {"search_run_id": parent, "trial_id": best["trial_id"],
-                            "epoch": best["epoch"], **outcome.test_metrics}),
-            wait_s, "to register the champion")
+        # a checkpoint in a bucket is fetched once, for the test set and for the registry
+        saved = ray.train.Checkpoint(best["checkpoint"], filesystem=filesystem(storage)[0])
+        with saved.as_directory() as local:
+            outcome.test_metrics = evaluate(setup, best["config"], local)
+            outcome.promotion = outbox.call(lambda: tracking.promote(
+                client, spec.name, trials_cb.runs[best["trial_id"]], local, metric, mode,
+                best["value"], {"search_run_id": parent, "trial_id": best["trial_id"],
+                                "epoch": best["epoch"], **outcome.test_metrics}),
+                wait_s, "to register the champion")
         outbox.send(lambda: client.log_batch(
             parent, metrics=tracking.metrics_now(outcome.test_metrics)))
     outbox.call(lambda: tracking.finish_search(client, parent, best, metric), wait_s,

@@ -1,13 +1,18 @@
 """One real Ray cluster (2 CPUs) shared by the whole test session; a fresh SQLite MLflow store
-per test. Nothing here reaches the network."""
+per test; an S3 endpoint on 127.0.0.1 for the tests that need a bucket. Nothing here reaches the
+network."""
 
 import os
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import boto3
 import pytest
-from helpers import free_port
+import requests
+from helpers import free_port, stop_process_group
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -45,3 +50,30 @@ def write_spec(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """The AWS_* variables of a real S3 endpoint on 127.0.0.1 (moto's server) holding one bucket,
+    `runs`: what pyarrow and Ray read, as they would for S3 or MinIO."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    env = {"AWS_ACCESS_KEY_ID": "raysearch", "AWS_SECRET_ACCESS_KEY": "raysearch",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                requests.get(env["AWS_ENDPOINT_URL"], timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.time() < deadline, "the S3 server did not start"
+                time.sleep(0.3)
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id="raysearch",
+                     aws_secret_access_key="raysearch").create_bucket(Bucket="runs")
+        yield env
+    finally:
+        stop_process_group(server)

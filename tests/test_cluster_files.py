@@ -51,6 +51,9 @@ def test_cloud_clusters_scale_gpus_from_zero_and_are_locked_down(name):
     assert all("MLFLOW_TRACKING_URI=http://" in c for c in starts)
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in head and "mlflow server" in head
+    # checkpoints go to a bucket every node reaches, not to the head's disk
+    bucket = {"aws": "RAYSEARCH_STORAGE=s3://", "gcp": "RAYSEARCH_STORAGE=gs://"}
+    assert bucket[config["provider"]["type"]] in head
     # the Ray on the nodes is the one this project pins
     assert any("requirements-ci.txt" in c for c in config["setup_commands"])
     if config["provider"]["type"] == "aws":

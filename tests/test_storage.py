@@ -1,6 +1,10 @@
-"""Which storage paths a cluster can use: decided from the cluster's machines and the file
-system under the path (a /proc/mounts text, as Linux gives it)."""
+"""Which storage a cluster can use: decided from the cluster's machines and the file system under
+a path (a /proc/mounts text, as Linux gives it); and buckets, on a real S3 endpoint (conftest)."""
 
+import pytest
+
+from raysearch import resume
+from raysearch.spec import SpecError
 from raysearch.storage import filesystem_type, problem
 
 MOUNTS = """\
@@ -28,5 +32,28 @@ def test_network_file_systems_are_shared():
     assert problem("/mnt/bucket/runs", ["head", "gpu-1"], MOUNTS) is None
 
 
-def test_remote_uris_are_refused_until_supported():
-    assert "not supported yet" in problem("s3://bucket/runs", ["laptop"], MOUNTS)
+@pytest.fixture
+def bucket(s3, monkeypatch):
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    return "s3://runs/storage-tests"
+
+
+def test_a_bucket_is_shared_and_one_that_is_not_there_is_refused_before_anything_starts(
+        bucket):
+    assert problem(bucket, ["head", "gpu-1"]) is None
+    assert problem("s3://nowhere/results", ["laptop"]) == (
+        "--storage s3://nowhere/results: the bucket nowhere does not exist")
+    assert "ftp:// is not a storage raysearch knows" in problem("ftp://host/results", ["laptop"])
+
+
+def test_a_search_in_a_bucket_is_found_again_for_a_resume(bucket):
+    for name, started in (("older", 1.0), ("newer", 2.0)):
+        resume.save(bucket, name, resume.Origin(f"name: {name}\n", ["search.trials=3"]),
+                    resume.SearchState(["search.trials=3"], {}, "sqlite:///m.db", "1", "run",
+                                       started))
+    assert resume.find(bucket, None) == "newer"
+    assert resume.load(bucket, "older").overrides == ["search.trials=3"]
+    assert resume.space_file(bucket, "older").read_text() == "name: older\n"
+    with pytest.raises(SpecError, match="no raysearch search of that name in s3://runs/storage-tests"):
+        resume.find(bucket, "missing")
