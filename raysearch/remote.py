@@ -60,7 +60,8 @@ def connect(address: str) -> JobSubmissionClient:
     except Exception as e:  # noqa: BLE001  connection, HTTP and authentication errors alike
         text = str(e).strip()
         if "Invalid authentication token" in text:
-            raise ClusterError(f"the Ray cluster at {address} refused the token from {source}: "
+            where = source or "Ray's token sources"
+            raise ClusterError(f"the Ray cluster at {address} refused the token from {where}: "
                                f"it is not this cluster's ({GET_TOKEN})") from None
         if "Missing authentication token" in text or "find an authentication token" in text:
             raise ClusterError(f"the Ray cluster at {address} wants a token and none was found "

@@ -59,9 +59,13 @@ def save(storage: str, name: str, origin: Origin, state: SearchState) -> None:
 
 
 def read(storage: str, name: str, file: str) -> str:
-    fs, root = filesystem(storage)
-    with fs.open_input_stream(f"{root}/{name}/{file}") as stream:
-        return stream.read().decode()
+    try:
+        fs, root = filesystem(storage)
+        with fs.open_input_stream(f"{root}/{name}/{file}") as stream:
+            return stream.read().decode()
+    except (OSError, ValueError) as e:  # pyarrow: not there, not ours to read, a bad URI
+        raise SpecError(f"--resume: cannot read {storage}/{name}/{file}: "
+                        f"{str(e).splitlines()[0]}") from None
 
 
 def load(storage: str, name: str) -> SearchState:
@@ -96,5 +100,5 @@ def find(storage: str, name: str | None) -> str:
         if not found:
             raise SpecError(f"--resume: no raysearch search to resume in {storage}")
         return max(found, key=lambda folder: load(storage, folder).started)
-    except OSError as e:  # a bucket that is not there, or not ours to read
+    except (OSError, ValueError) as e:  # pyarrow: not there, not ours to read, a bad URI
         raise SpecError(f"--resume: cannot read {storage}: {str(e).splitlines()[0]}") from None

@@ -69,7 +69,8 @@ def joined_cluster() -> bool:
     """Whether this driver joined a running cluster (one that may add machines) rather than
     starting its own."""
     # Ray has no public way to ask
-    return not ray._private.worker.global_worker.node.head
+    node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client
+    return node is None or not node.head
 
 
 def concurrency(spec: Spec) -> int:

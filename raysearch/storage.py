@@ -41,7 +41,7 @@ def resolve(storage: str | Path) -> str:
     """The storage as Ray and every later step take it: a bucket URI as given, a local path
     absolute."""
     storage = str(storage)
-    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+    return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
 def filesystem(storage: str) -> tuple[pyarrow.fs.FileSystem, str]:
@@ -73,6 +73,9 @@ def problem(storage: str, hostnames: list[str], mounts: str | None = None) -> st
 def unreachable(uri: str) -> str | None:
     """Why this driver cannot write under bucket URI `uri`, found before any trial starts."""
     scheme = uri.split("://", 1)[0]
+    if "?" in uri:  # raysearch joins folders onto the URI, which a query would swallow
+        return (f"--storage {uri}: options in the URI are not supported; set them in the "
+                "environment (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, ...)")
     if scheme not in BUCKETS:
         return (f"--storage {uri}: {scheme}:// is not a storage raysearch knows; give a path, "
                 "an s3:// or a gs:// URI")

@@ -193,12 +193,13 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 
 
 def image_loader(files: ImageFiles, batch: int, sampler, setup: dict[str, Any],
-                 device: torch.device) -> DataLoader:
+                 device: torch.device, every_epoch: bool = True) -> DataLoader:
     """Batches of uint8 images decoded by the worker's other CPUs; normalized, augmented and
     made channels-last on the device."""
     processes = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)
     return DataLoader(files, batch_size=batch, sampler=sampler, num_workers=processes,
-                      pin_memory=device.type == "cuda", persistent_workers=processes > 0)
+                      pin_memory=device.type == "cuda",
+                      persistent_workers=every_epoch and processes > 0)
 
 
 @torch.no_grad()
@@ -207,7 +208,7 @@ def streamed_sums(model: nn.Module, files: ImageFiles, batch: int, rank: int, wo
     """classification_sums over this rank's share (every world-th image) of a streamed split."""
     sums = torch.zeros(3, device=device)
     for images, labels in image_loader(files, batch, range(rank, len(files), world), setup,
-                                       device):
+                                       device, every_epoch=False):
         sums += classification_sums(model, files.normalize(images.to(device)), labels.to(device))
     return sums
 
@@ -236,8 +237,9 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         # Equal shards keep every rank at the same number of steps, as DDP needs.
         per_rank = len(x) // world
         x, y = x[rank::world][:per_rank].to(device), y[rank::world][:per_rank].to(device)
-        x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
+        x = x.contiguous(memory_format=layout) if fast else x
         steps = math.ceil(per_rank / batch)
+        u_val, y_val = (t.to(device) for t in splits["val"])
 
     def batches(epoch: int):
         if streamed:
@@ -261,7 +263,6 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         if streamed:
             sums = streamed_sums(model, splits["val"], batch, rank, world, setup, device)
             return classification_metrics(all_reduce_sum(sums), "val")
-        u_val, y_val = (t.to(device) for t in splits["val"])
         if forecasting:
             lo, hi = stretch(0, len(u_val), rank, world)
             return forecast_metrics(

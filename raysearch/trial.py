@@ -44,9 +44,9 @@ class _BackendByDevice(_TorchBackend):
     tell: the fake GPU nodes of cluster/local.yaml have the resource and no device."""
 
     def on_start(self, worker_group, backend_config: TorchConfig) -> None:
-        if backend_config.backend == BY_DEVICE:
-            cuda = worker_group.execute_single(0, torch.cuda.is_available)
-            backend_config.backend = "nccl" if cuda else "gloo"
+        if backend_config.backend == BY_DEVICE:  # decided once; a restart keeps the choice
+            cuda = worker_group.execute(torch.cuda.is_available)
+            backend_config.backend = "nccl" if all(cuda) else "gloo"
         super().on_start(worker_group, backend_config)
 
 

@@ -68,8 +68,8 @@ def s3():
             try:
                 requests.get(env["AWS_ENDPOINT_URL"], timeout=2)
                 break
-            except requests.ConnectionError:
-                assert time.time() < deadline, "the S3 server did not start"
+            except requests.RequestException:
+                assert time.time() < deadline and server.poll() is None, "no S3 server"
                 time.sleep(0.3)
         boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                      aws_access_key_id="raysearch",

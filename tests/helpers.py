@@ -64,14 +64,18 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
         try:
             if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
                 return server
-        except requests.ConnectionError:
+        except requests.RequestException:
+            assert server.poll() is None, "mlflow server exited"
             time.sleep(0.5)
     stop_process_group(server)
     raise AssertionError("mlflow server did not start")
 
 
 def stop_process_group(server: subprocess.Popen) -> None:
-    """A server started in its own session, and every process it started, by its group."""
-    if server.poll() is None:
+    """A server started in its own session, and every process it started, by its group (which
+    outlives its leader)."""
+    try:
         os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     server.wait(timeout=30)

@@ -2,6 +2,8 @@
 trip, chunk-parallel reservoir harvesting, on-device augmentation, and the data sets that read
 from disk (an image folder made here; CIFAR-10 absent, offline)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -98,15 +100,17 @@ def test_an_image_folder_is_split_and_labelled_by_its_class_folders(tmp_path):
     assert (red[:, 0] > red[:, 1]).all()  # class 0 is the red folder
 
 
-def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path):
+def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path, monkeypatch):
     for c, colour in enumerate(["red", "green"]):
         (tmp_path / f"class{c}").mkdir()
         for i in range(6):
             Image.new("RGB", (20, 24 + i), colour).save(tmp_path / f"class{c}" / f"{i}.png")
     dataset = DATASETS["imagefolder"]
     held, _ = dataset.load(dataset.options(root=str(tmp_path), image_size=16))
-    streamed, info = dataset.load(dataset.options(root=str(tmp_path), image_size=16, stream=True))
+    monkeypatch.chdir(tmp_path.parent)  # a relative root: workers run in their own folders
+    streamed, info = dataset.load(dataset.options(root=tmp_path.name, image_size=16, stream=True))
     assert info.input_shape == (3, 16, 16)
+    assert all(Path(p).is_absolute() for p in streamed["train"].paths)
     for split in ("train", "val", "test"):
         files, (x, y) = streamed[split], held[split]
         assert len(files) == len(x) and torch.equal(files.labels, y)

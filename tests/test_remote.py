@@ -3,6 +3,7 @@ fake multi-node provider, fake GPU nodes added and removed by its autoscaler) wi
 authentication, and a real `mlflow server`. Searches are submitted to it through the Jobs API,
 or run by a driver on the head, as after `ray attach`."""
 
+import contextlib
 import os
 import re
 import secrets
@@ -96,9 +97,9 @@ def cluster(tmp_path_factory, s3):
          f"--temp-dir={temp}", f"--autoscaling-config={folder / 'local.yaml'}"],
         env=env, stdout=(folder / "head.log").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
-    mlflow_port = free_port()
-    server = start_mlflow_server(folder, mlflow_port)
+    mlflow_port, server = free_port(), None
     try:
+        server = start_mlflow_server(folder, mlflow_port)
         started = Cluster(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}",
                           f"http://127.0.0.1:{mlflow_port}", token)
         deadline = time.time() + 120
@@ -106,18 +107,34 @@ def cluster(tmp_path_factory, s3):
             try:
                 if started.nodes():
                     break
-            except (requests.ConnectionError, KeyError, ValueError):
+            except (requests.RequestException, KeyError, ValueError):
                 pass
             assert time.time() < deadline and head.poll() is None, (
                 "the Ray head did not start: " + (folder / "head.log").read_text()[-3000:])
             time.sleep(1)
         yield started
     finally:
-        stop_process_group(server)
+        if server:
+            stop_process_group(server)
         # The head, its fake nodes and their workers: all in the session `ray start` began.
         # Nothing of theirs outlives the test, so there is nothing to stop gracefully.
         stop_process_group(head)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def submitting(cluster: Cluster, spec: Path, storage: Path):
+    """`raysearch tune --address` running as a client process, killed if the test fails."""
+    client = subprocess.Popen(
+        [sys.executable, "-m", "raysearch", "tune", "--space", str(spec), "--address",
+         cluster.dashboard, "--tracking-uri", cluster.mlflow, "--storage", str(storage)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
+    try:
+        yield client
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
 
 
 def raysearch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -148,20 +165,16 @@ def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detac
         cluster, tmp_path):
     spec = tmp_path / "space.yaml"
     spec.write_text(textwrap.dedent(SPACE).format(name="remote", trials=3, gpus=0))
-    client = subprocess.Popen(
-        [sys.executable, "-m", "raysearch", "tune", "--space", str(spec), "--address",
-         cluster.dashboard, "--tracking-uri", cluster.mlflow,
-         "--storage", str(tmp_path / "results")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
-    job = re.match(r"job (\S+) submitted", client.stdout.readline()).group(1)
-    assert job.startswith("remote-")
-    # the job's own output streams back; Ctrl-C once it has started a trial detaches
-    deadline = time.time() + 300
-    for line in client.stdout:
-        if "started with configuration" in line or time.time() > deadline:
-            break
-    client.send_signal(signal.SIGINT)
-    out, err = client.communicate(timeout=60)
+    with submitting(cluster, spec, tmp_path / "results") as client:
+        job = re.match(r"job (\S+) submitted", client.stdout.readline()).group(1)
+        assert job.startswith("remote-")
+        # the job's own output streams back; Ctrl-C once it has started a trial detaches
+        deadline = time.time() + 300
+        for line in client.stdout:
+            if "started with configuration" in line or time.time() > deadline:
+                break
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=60)
     assert client.returncode == 0, out + err
     assert f"detached; job {job} runs on" in err and "Traceback" not in err
 
@@ -193,20 +206,15 @@ def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detac
 def test_a_job_stops_on_request(cluster, tmp_path):
     spec = tmp_path / "space.yaml"
     spec.write_text(textwrap.dedent(SPACE).format(name="stopped", trials=20, gpus=0))
-    submitted = subprocess.Popen(
-        [sys.executable, "-m", "raysearch", "tune", "--space", str(spec), "--address",
-         cluster.dashboard, "--tracking-uri", cluster.mlflow,
-         "--storage", str(tmp_path / "results")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env())
-    job = re.match(r"job (\S+) submitted", submitted.stdout.readline()).group(1)
-    submitted.send_signal(signal.SIGINT)
-    submitted.communicate(timeout=60)
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    with submitting(cluster, spec, tmp_path / "results") as submitted:
+        job = re.match(r"job (\S+) submitted", submitted.stdout.readline()).group(1)
+        submitted.send_signal(signal.SIGINT)
+        submitted.communicate(timeout=60)
+    deadline, running = time.time() + 120, False
+    while not running and time.time() < deadline:
         status = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
-        if any(job in row and "RUNNING" in row for row in status.stdout.splitlines()):
-            break
-        time.sleep(1)
+        running = any(job in row and "RUNNING" in row for row in status.stdout.splitlines())
+    assert running
 
     stopped = raysearch_cli("stop", job, "--address", cluster.dashboard, env=cluster.env())
     assert stopped.returncode == 0, stopped.stderr

@@ -5,7 +5,7 @@ import pytest
 
 from raysearch import resume
 from raysearch.spec import SpecError
-from raysearch.storage import filesystem_type, problem
+from raysearch.storage import filesystem_type, problem, resolve
 
 MOUNTS = """\
 /dev/nvme0n1p1 / ext4 rw,relatime 0 0
@@ -45,6 +45,9 @@ def test_a_bucket_is_shared_and_one_that_is_not_there_is_refused_before_anything
     assert problem("s3://nowhere/results", ["laptop"]) == (
         "--storage s3://nowhere/results: the bucket nowhere does not exist")
     assert "ftp:// is not a storage raysearch knows" in problem("ftp://host/results", ["laptop"])
+    # raysearch joins folders onto the URI: a query would swallow them
+    assert "options in the URI are not supported" in problem(f"{bucket}?region=x", ["laptop"])
+    assert resolve(f"{bucket}/") == bucket
 
 
 def test_a_search_in_a_bucket_is_found_again_for_a_resume(bucket):

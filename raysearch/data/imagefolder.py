@@ -44,7 +44,8 @@ def _scan(folder: Path, size: int) -> tuple[ImageFiles, list[str]]:
     from torchvision.datasets import ImageFolder
 
     try:
-        ds = ImageFolder(str(folder))
+        # absolute: Ray Train runs each worker in its own folder
+        ds = ImageFolder(str(folder.resolve()))
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"imagefolder: {folder}: {str(e).splitlines()[0]} (expected one "
                         "folder per class, images inside)") from None
@@ -55,6 +56,9 @@ def _scan(folder: Path, size: int) -> tuple[ImageFiles, list[str]]:
 def _read(files: ImageFiles, stream: bool) -> Split | ImageFiles:
     if stream:
         return files
+    if not len(files):
+        raise DataError("imagefolder: a split has no images (a folder too small for "
+                        "val_fraction / test_fraction)")
     images = torch.stack([files[i][0] for i in range(len(files))])
     return normalized(images, MEAN, STD), files.labels
 
@@ -80,9 +84,11 @@ def load(options: ImageFolderOptions) -> tuple[dict[str, Split], DataInfo]:
                                  options.split_seed + 1)
         files = {"train": every.subset(rest[fit]), "val": every.subset(rest[val])}
         files["test"] = every.subset(test) if len(test) else files["val"]
+    distinct = {id(f): f for f in files.values()}  # test may be the val split itself
     stream = options.stream
     if stream is None:
-        stream = sum(len(f) for f in files.values()) > STREAM_ABOVE
-    splits = {name: _read(f, stream) for name, f in files.items()}
+        stream = sum(len(f) for f in distinct.values()) > STREAM_ABOVE
+    read = {key: _read(f, stream) for key, f in distinct.items()}
+    splits = {name: read[id(f)] for name, f in files.items()}
     return splits, DataInfo(input_shape=(3, size, size), num_outputs=len(classes),
                             augment=options.augment)
