@@ -207,9 +207,10 @@ def streamed_sums(model: nn.Module, files: ImageFiles, batch: int, rank: int, wo
                   setup: dict[str, Any], device: torch.device) -> torch.Tensor:
     """classification_sums over this rank's share (every world-th image) of a streamed split."""
     sums = torch.zeros(3, device=device)
+    normalize = files.normalizer(device)
     for images, labels in image_loader(files, batch, range(rank, len(files), world), setup,
                                        device, every_epoch=False):
-        sums += classification_sums(model, files.normalize(images.to(device)), labels.to(device))
+        sums += classification_sums(model, normalize(images.to(device)), labels.to(device))
     return sums
 
 
@@ -229,6 +230,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
         sampler = DistributedSampler(splits["train"], num_replicas=world, rank=rank,
                                      seed=hp.seed, drop_last=True)
         loader = image_loader(splits["train"], batch, sampler, setup, device)
+        normalize = splits["train"].normalizer(device)
         steps = len(loader)
     else:
         x, y = splits["train"]
@@ -246,7 +248,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
             sampler.set_epoch(epoch)
             for images, labels in loader:
                 images = images.to(device, non_blocking=True)
-                yield (splits["train"].normalize(images).contiguous(memory_format=layout),
+                yield (normalize(images).contiguous(memory_format=layout),
                        labels.to(device, non_blocking=True))
             return
         order = torch.randperm(per_rank, generator=torch.Generator().manual_seed(hp.seed + epoch))

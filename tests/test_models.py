@@ -116,7 +116,7 @@ def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path
         assert len(files) == len(x) and torch.equal(files.labels, y)
         images = torch.stack([files[i][0] for i in range(len(files))])
         assert images.dtype == torch.uint8  # decoded as drawn, normalized on the device
-        assert torch.allclose(files.normalize(images), x)
+        assert torch.allclose(files.normalizer(torch.device("cpu"))(images), x)
 
 
 def test_cifar10_offline_and_absent_says_which_file_to_put_where(tmp_path):

@@ -3,7 +3,7 @@
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -78,13 +78,14 @@ class ImageFiles:
             return _shaping(self.size)(image.convert("RGB")), int(self.labels[i])
 
     def subset(self, index: torch.Tensor) -> "ImageFiles":
-        return ImageFiles(tuple(self.paths[i] for i in index.tolist()), self.labels[index],
-                          self.size, self.mean, self.std)
+        return replace(self, paths=tuple(self.paths[i] for i in index.tolist()),
+                       labels=self.labels[index])
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """A batch of uint8 images as the in-memory data sets hold them (see `normalized`)."""
-        return normalized(images, images.new_tensor(self.mean, dtype=torch.float),
-                          images.new_tensor(self.std, dtype=torch.float))
+    def normalizer(self, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Batches of uint8 images as the in-memory data sets hold them (see `normalized`), with
+        the constants put on `device` once rather than with every batch."""
+        mean, std = (torch.tensor(v, device=device) for v in (self.mean, self.std))
+        return lambda images: normalized(images, mean, std)
 
 
 @dataclass(frozen=True)
