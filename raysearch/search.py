@@ -87,7 +87,8 @@ def concurrency(spec: Spec) -> int:
             have = total.get(kind, 0)
             if need > have + 1e-9:
                 short = (f"{spec.source}: resources: a trial needs {need:g} {kind} "
-                         f"({res.workers} workers x {each:g}) but the Ray cluster has {have:g}")
+                         f"({res.workers} workers x {each:g}) but the Ray cluster has "
+                         f"{have:g} {kind}")
                 if started_here:
                     raise SpecError(short)
                 print(f"warning: {short} now: its trials wait up to {res.start_timeout_s:g} s "
@@ -149,13 +150,15 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str
         frame = result.metrics_dataframe
         if result.error or frame is None or metric not in frame or "checkpoint_path" not in frame:
             continue
-        frame = frame.dropna(subset=[metric, "checkpoint_path"])
-        kept = [fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
-                for path in frame["checkpoint_path"]]
-        frame = frame[kept]
-        if frame.empty:
+        frame = frame.dropna(subset=[metric, "checkpoint_path"]).sort_values(
+            metric, ascending=mode == "min", kind="stable")
+        # best first: the first kept checkpoint is usually the first looked at (one request per
+        # trial, not one per epoch, in a bucket)
+        row = next((row for _, row in frame.iterrows()
+                    if fs.get_file_info(row["checkpoint_path"]).type
+                    != pyarrow.fs.FileType.NotFound), None)
+        if row is None:
             continue
-        row = frame.loc[frame[metric].idxmin() if mode == "min" else frame[metric].idxmax()]
         value = float(row[metric])
         if best is None or tracking.better(value, best["value"], mode):
             best = {"trial_id": result.metrics["trial_id"], "config": result.config,
