@@ -21,7 +21,7 @@ PROVIDER_KEYS = {
     "gcp": {"type", "region", "availability_zone", "project_id", "cache_stopped_nodes",
             "use_internal_ips", "use_external_head_ip"},
     "fake_multinode": {"type", "use_node_id_as_ip", "disable_node_updaters",
-                       "disable_launch_config_check"},
+                       "disable_launch_config_check", "gcs_address", "launch_multiple"},
 }
 # the top-level fields of EC2 RunInstances and of a Compute Engine instance
 NODE_CONFIG_KEYS = {
