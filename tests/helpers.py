@@ -21,9 +21,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict | None = None, only_env: dict | None = None
+        ) -> subprocess.CompletedProcess:
+    """`raysearch ARGS` in a subprocess: this environment plus `env`, or `only_env` alone."""
+    environment = only_env if only_env is not None else {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+                          text=True, env=environment, timeout=600)
 
 
 def trial_runs(client: MlflowClient, name: str) -> list:

@@ -23,7 +23,7 @@ import pytest
 import requests
 import torch
 import yaml
-from helpers import free_port, start_mlflow_server, stop_process_group, trial_runs
+from helpers import cli, free_port, start_mlflow_server, stop_process_group, trial_runs
 from mlflow import MlflowClient
 
 import raysearch
@@ -137,15 +137,10 @@ def submitting(cluster: Cluster, spec: Path, storage: Path):
             client.communicate()
 
 
-def raysearch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "raysearch", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
-
-
 def test_a_cluster_refuses_a_client_without_its_token_in_one_line(cluster, tmp_path):
     nobody = {**cluster.env(), "HOME": str(tmp_path)}  # no ~/.ray/auth_token either
     del nobody["RAY_AUTH_TOKEN"]
-    missing = raysearch_cli("jobs", "--address", cluster.dashboard, env=nobody)
+    missing = cli("jobs", "--address", cluster.dashboard, only_env=nobody)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines() == [
         f"error: the Ray cluster at {cluster.dashboard} wants a token and none was found in "
@@ -153,8 +148,8 @@ def test_a_cluster_refuses_a_client_without_its_token_in_one_line(cluster, tmp_p
         "head prints it)"]
 
     (tmp_path / "token").write_text(secrets.token_hex(32))
-    wrong = raysearch_cli("jobs", "--address", cluster.dashboard,
-                          env={**nobody, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token")})
+    wrong = cli("jobs", "--address", cluster.dashboard,
+                only_env={**nobody, "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token")})
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     line, = wrong.stderr.strip().splitlines()
     assert f"refused the token from RAY_AUTH_TOKEN_PATH ({tmp_path / 'token'})" in line
@@ -178,11 +173,11 @@ def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detac
     assert client.returncode == 0, out + err
     assert f"detached; job {job} runs on" in err and "Traceback" not in err
 
-    follow = raysearch_cli("logs", job, "--follow", "--address", cluster.dashboard,
-                           env=cluster.env())
+    follow = cli("logs", job, "--follow", "--address", cluster.dashboard,
+                 only_env=cluster.env())
     assert follow.returncode == 0, follow.stderr
     assert "trials: 3 completed" in follow.stdout
-    listed = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
+    listed = cli("jobs", "--address", cluster.dashboard, only_env=cluster.env())
     row = next(line for line in listed.stdout.splitlines() if job in line)
     assert "SUCCEEDED" in row and "val_accuracy=" in row
 
@@ -191,8 +186,8 @@ def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detac
     assert len(trial_runs(server, "remote")) == 3
     champion = server.get_model_version_by_alias("remote", "champion")
     out = tmp_path / "pulled"
-    pulled = raysearch_cli("pull", "remote@champion", "--out", str(out), "--tracking-uri",
-                           cluster.mlflow, env=cluster.env())
+    pulled = cli("pull", "remote@champion", "--out", str(out), "--tracking-uri",
+                 cluster.mlflow, only_env=cluster.env())
     assert pulled.returncode == 0, pulled.stderr
     model = raysearch.load(out)
     splits, _ = DATASETS["digits"].load(DATASETS["digits"].options())
@@ -212,11 +207,11 @@ def test_a_job_stops_on_request(cluster, tmp_path):
         submitted.communicate(timeout=60)
     deadline, running = time.time() + 120, False
     while not running and time.time() < deadline:
-        status = raysearch_cli("jobs", "--address", cluster.dashboard, env=cluster.env())
+        status = cli("jobs", "--address", cluster.dashboard, only_env=cluster.env())
         running = any(job in row and "RUNNING" in row for row in status.stdout.splitlines())
     assert running
 
-    stopped = raysearch_cli("stop", job, "--address", cluster.dashboard, env=cluster.env())
+    stopped = cli("stop", job, "--address", cluster.dashboard, only_env=cluster.env())
     assert stopped.returncode == 0, stopped.stderr
     assert f"job {job}: STOPPED" in stopped.stdout
 
@@ -229,13 +224,13 @@ def test_gpu_trials_scale_fake_gpu_nodes_up_and_down_and_checkpoint_to_a_bucket(
     spec = tmp_path / "space.yaml"
     spec.write_text(textwrap.dedent(SPACE).format(name="fakegpu", trials=1, gpus=1))
     # a driver on the head, as after `ray attach cluster.yaml`
-    run = raysearch_cli("tune", "--space", str(spec), "--tracking-uri", cluster.mlflow,
-                        "--storage", "s3://runs/results",
-                        env=cluster.env(RAY_ADDRESS=cluster.gcs, RAY_AUTH_MODE="token",
-                                        RAY_API_SERVER_ADDRESS=cluster.dashboard, **s3))
+    run = cli("tune", "--space", str(spec), "--tracking-uri", cluster.mlflow,
+              "--storage", "s3://runs/results",
+              only_env=cluster.env(RAY_ADDRESS=cluster.gcs, RAY_AUTH_MODE="token",
+                                   RAY_API_SERVER_ADDRESS=cluster.dashboard, **s3))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "trials: 1 completed" in run.stdout
-    assert "a trial needs 2 GPU (2 workers x 1) but the Ray cluster has 0 now" in run.stderr
+    assert "a trial needs 2 GPU (2 workers x 1) but the Ray cluster has 0 GPU now" in run.stderr
 
     def gpu_nodes(state: str) -> int:
         return sum(n["state"] == state and n["resources_total"].get("GPU", 0) > 0
@@ -261,7 +256,7 @@ def test_gpu_trials_scale_fake_gpu_nodes_up_and_down_and_checkpoint_to_a_bucket(
 
 def test_an_unreachable_cluster_is_one_line():
     address = f"http://127.0.0.1:{free_port()}"
-    run = raysearch_cli("jobs", "--address", address, env=dict(os.environ))
+    run = cli("jobs", "--address", address)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     line, = run.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot reach the Ray cluster at {address}")
