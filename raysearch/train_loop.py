@@ -7,6 +7,7 @@ by ridge regression over X^T X and X^T Y summed across ranks.
 """
 
 import contextlib
+import logging
 import math
 import tempfile
 import time
@@ -30,6 +31,9 @@ from raysearch.models.esn import ESN
 def train_loop(config: dict[str, Any]) -> str | None:
     """Trains until the last epoch or ASHA's stop; returns why it stopped on its own if a metric
     was not finite (rank 0's return value reaches the trial as the Result's return_value)."""
+    # Ray Train's per-report INFO line is logged under the name of its source file, so the
+    # RunConfig's LoggingConfig (trial.py), which sets `ray.train`, misses it
+    logging.getLogger().setLevel(logging.WARNING)
     setup = config["setup"]
     family = MODELS[setup["model"]]
     hp = family.hyperparams(**config["hyper"])

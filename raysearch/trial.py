@@ -98,6 +98,9 @@ def run_trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
             name=f"{setup['name']}-{trial_id}",
             storage_path=setup["train_storage"],
             callbacks=[ForwardToTune()],
+            # Ray Train prints two INFO lines per report and worker at its default; the search's
+            # own progress view says what matters, and warnings and errors still show
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
             # A failed worker group restarts from the latest checkpoint `max_failures` times;
             # a start that timed out is not retried (Ray's default retries it forever).
             failure_config=ray.train.FailureConfig(max_failures=res["max_failures"],
