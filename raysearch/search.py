@@ -231,7 +231,9 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         raise
     finally:
         ray.kill(decisions)
-    if trials_cb.unfinished:
+    # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
+    # only fewer trials than asked for.
+    if trials_cb.unfinished or len(results) < spec.search.trials:
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
