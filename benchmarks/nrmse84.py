@@ -42,9 +42,10 @@ def main() -> None:
         best = outcome.best
         model = checkpoint.load(best["checkpoint"])
         options = spec.data_options().model_copy(update={"free_runs": 100})
-        splits, _ = DATASETS["mackey_glass"].load(options)
+        splits, info = DATASETS["mackey_glass"].load(options)
         washout = best["config"].get("washout", spec.fixed.get("washout", 100))
-        test = free_run_metrics(model, splits["test"][0], washout, 84, 100)["val_nrmse"]
+        warmup = max(washout, info.free_run_warmup)
+        test = free_run_metrics(model, splits["test"][0], warmup, 84, 100)["val_nrmse"]
     ray.shutdown()
     print(f"search of esn.yaml in generative mode: {args.trials} trials, "
           f"{outcome.count('completed')} completed, {outcome.count('stopped_early')} stopped "

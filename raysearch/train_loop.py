@@ -125,18 +125,19 @@ def forecast_sums(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, h
 
 
 @torch.no_grad()
-def free_run_metrics(model: ESN, u: torch.Tensor, washout: int, steps: int, runs: int,
+def free_run_metrics(model: ESN, u: torch.Tensor, warmup: int, steps: int, runs: int,
                      rank: int = 0, world: int = 1) -> dict[str, float]:
     """Jaeger's protocol (NRMSE84 with steps=84): from `runs` starting points across the
-    series, the reservoir reads `washout` true steps from zero, then runs `steps` steps on its
+    series, the reservoir reads `warmup` true steps from zero, then runs `steps` steps on its
     own output; the error of the last, over the series' standard deviation. This rank scores
     its share of the runs; the sums are all-reduced."""
-    if washout + steps > len(u):
-        raise ValueError(f"washout ({washout}) + horizon ({steps}) is longer than the series "
+    if warmup + steps > len(u):
+        raise ValueError(f"the free runs' warm-up ({warmup} steps: data.warmup, or the washout "
+                         f"if longer) + horizon ({steps}) is longer than the series "
                          f"({len(u)} steps)")
-    starts = torch.linspace(washout, len(u) - steps, runs).long()[rank::world]
+    starts = torch.linspace(warmup, len(u) - steps, runs).long()[rank::world]
     if len(starts):
-        read = torch.stack([u[p - washout:p] for p in starts])
+        read = torch.stack([u[p - warmup:p] for p in starts])
         last = model.generate(read, steps)[:, -1]
         err = (last - torch.stack([u[p + steps - 1] for p in starts])).double()
         sums = torch.stack([(err * err).sum(), err.new_tensor(float(err.numel()))])
@@ -370,6 +371,9 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, setup: d
     o = info.num_outputs
     models = [model, *(ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device)
                        for i in range(1, hp.seeds))]
+    if hp.center:  # before the ranks take their shares: every rank sees the same mean
+        for m in models:
+            m.center_on(x)
 
     if info.task == "forecasting":
         if hp.washout >= len(x_val):
@@ -383,8 +387,8 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, setup: d
 
         def val_metrics(m: ESN) -> dict[str, float]:
             if info.free_run:
-                return free_run_metrics(m, x_val, hp.washout, info.free_run, info.free_runs,
-                                        rank, world)
+                return free_run_metrics(m, x_val, max(hp.washout, info.free_run_warmup),
+                                        info.free_run, info.free_runs, rank, world)
             lo, hi = stretch(0, len(x_val), rank, world)
             return forecast_metrics(all_reduce_sum(forecast_sums(
                 m, x_val, y_val, lo, hi, hp.washout, hp.parallel_pieces)), "val")
@@ -456,7 +460,8 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
         return classification_metrics(sums, split)
     x, y = splits[split]
     if info.free_run:
-        scores = free_run_metrics(model, x, hp.washout, info.free_run, info.free_runs)
+        scores = free_run_metrics(model, x, max(hp.washout, info.free_run_warmup),
+                                  info.free_run, info.free_runs)
         return {f"{split}_{key.removeprefix('val_')}": v for key, v in scores.items()}
     if info.task == "forecasting":
         warm = hp.washout if family.fit == "ridge" else hp.window

@@ -24,6 +24,7 @@ class DataInfo:
     augment: bool = False  # photos: random crop (4 px padding) and horizontal flip when training
     free_run: int = 0  # forecasting, generative: steps run on the model's own output, scored
     free_runs: int = 0  # ... from this many starting points across the split
+    free_run_warmup: int = 0  # ... each after reading this many true steps from a zero state
 
 
 class DataError(Exception):
