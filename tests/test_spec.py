@@ -198,6 +198,10 @@ BROKEN = [
         "  lr: {type: float, low: 1e-4, high: 1e-2, log: true}\n").replace(
         "  washout: 100\n", "  hidden_size: 8\n"),
      ("horizon: 1", "horizon: 84\n  mode: generative  # <-"), "data.mode", "only model 'esn'"),
+    ("free runs longer than the split", ESN,
+     ("data:\n  name: mackey_glass\n  horizon: 1",
+      "data:  # <-\n  name: mackey_glass\n  horizon: 84\n  mode: generative\n  length: 1000"),
+     "data", "warmup (500) + horizon (84) is longer than the validation or test split (200"),
     ("infinite bound", ESN, ("low: 1e-9, high: 1e-2", "low: 1e-9, high: .inf"),
      "params.ridge.high", "finite number"),
     ("NaN fixed value", ESN, ("washout: 100", "washout: 100\n  leak_rate: .nan  # <-"),

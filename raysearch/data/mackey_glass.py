@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raysearch.data.base import DataInfo, Split
 
@@ -32,6 +32,15 @@ class MackeyGlassOptions(BaseModel):
     transient: int = Field(500, ge=0)  # samples dropped at the start
     val_fraction: float = Field(0.2, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def free_runs_fit(self) -> "MackeyGlassOptions":
+        shortest = int(self.length * min(self.val_fraction, self.test_fraction))
+        if self.mode == "generative" and self.warmup + self.horizon > shortest:
+            raise ValueError(f"warmup ({self.warmup}) + horizon ({self.horizon}) is longer than "
+                             f"the validation or test split ({shortest} steps): lower them or "
+                             "raise length")
+        return self
 
 
 @lru_cache(maxsize=4)
