@@ -3,8 +3,10 @@ trip, chunk-parallel reservoir harvesting, on-device augmentation, and the data 
 from disk (an image folder made here; CIFAR-10 absent, offline)."""
 
 import math
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -118,6 +120,35 @@ def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path
         images = torch.stack([files[i][0] for i in range(len(files))])
         assert images.dtype == torch.uint8  # decoded as drawn, normalized on the device
         assert torch.allclose(files.normalizer(torch.device("cpu"))(images), x)
+
+
+def test_a_cifar10_copy_on_disk_loads_as_normalized_tensors(tmp_path, monkeypatch):
+    """The python-pickle layout of cifar-10-batches-py/, 10 images a batch. The files are not
+    the real ones, so torchvision's checksum test is told they are."""
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8),
+                 "labels": rng.integers(0, 10, 10).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list("abcdefghij")}))
+
+    dataset = DATASETS["cifar10"]
+    splits, info = dataset.load(dataset.options(root=str(tmp_path / "cifar"), val_fraction=0.2))
+    assert {name: len(x) for name, (x, _) in splits.items()} == {"train": 40, "val": 10,
+                                                                  "test": 10}
+    assert splits["train"][0].shape[1:] == info.input_shape == (3, 32, 32)
+    assert info.num_outputs == 10 and info.augment
+    first = pickle.loads((folder / "test_batch").read_bytes())
+    pixels = torch.from_numpy(first["data"][0].reshape(3, 32, 32)).float() / 255
+    mean, std = torch.tensor([0.4914, 0.4822, 0.4465]), torch.tensor([0.2470, 0.2435, 0.2616])
+    assert torch.allclose(splits["test"][0][0], (pixels - mean[:, None, None])
+                          / std[:, None, None], atol=1e-5)
+    assert splits["test"][1].tolist() == first["labels"]
 
 
 def test_cifar10_offline_and_absent_says_which_file_to_put_where(tmp_path):
