@@ -34,7 +34,8 @@ def raysearch_fit(splits, info, args, seed: int, pieces: int) -> tuple[float, fl
     hp = family.hyperparams(units=args.units, spectral_radius=args.sr, leak_rate=args.lr,
                             input_scaling=args.input_scaling, density=args.density,
                             ridge=args.ridge, washout=args.washout, seed=seed,
-                            parallel_pieces=pieces, center=False)  # reservoirpy does not center
+                            parallel_pieces=pieces,
+                            center=False, bias_scaling=0.0)  # as reservoirpy 0.4's defaults
     model = family.build(hp, info)
     u, y = splits["train"]
     began = time.perf_counter()

@@ -24,7 +24,8 @@ class ESNHyper(BaseModel):
     spectral_radius: float = Field(0.9, gt=0)
     leak_rate: float = Field(0.3, gt=0, le=1)
     input_scaling: float = Field(1.0, gt=0)
-    bias_scaling: float = Field(0.0, ge=0)
+    # with a centered input, no bias leaves the reservoir odd-symmetric (f(-u) = -f(u))
+    bias_scaling: float = Field(0.1, ge=0)
     density: float = Field(0.1, gt=0, le=1)  # fraction of non-zero reservoir weights
     ridge: float = Field(1e-6, ge=0)
     washout: int = Field(100, ge=0)  # states dropped at the start of every harvested stretch
