@@ -34,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     overrides = ["data.mode=generative", "data.horizon=84", "name=esn-nrmse84"]
     spec = load_spec(resolve_space("esn"), overrides, trials=args.trials)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    # with the dashboard: Ray Train's placement-group cleaner asks the state API, which it serves
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1")
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
         outcome = search.run(spec, f"sqlite:///{tmp}/mlflow.db", f"{tmp}/results")
