@@ -22,6 +22,7 @@ import ray  # noqa: E402
 
 from raysearch import checkpoint, search  # noqa: E402
 from raysearch.data import DATASETS  # noqa: E402
+from raysearch.models import MODELS  # noqa: E402
 from raysearch.spec import load_spec, resolve_space  # noqa: E402
 from raysearch.train_loop import free_run_metrics  # noqa: E402
 
@@ -44,9 +45,8 @@ def main() -> None:
         model = checkpoint.load(best["checkpoint"])
         options = spec.data_options().model_copy(update={"free_runs": 100})
         splits, info = DATASETS["mackey_glass"].load(options)
-        washout = best["config"].get("washout", spec.fixed.get("washout", 100))
-        warmup = max(washout, info.free_run_warmup)
-        test = free_run_metrics(model, splits["test"][0], warmup, 84, 100)["val_nrmse"]
+        washout = MODELS["esn"].hyperparams(**best["config"]).washout
+        test = free_run_metrics(model, splits["test"][0], info, washout)["val_nrmse"]
     ray.shutdown()
     print(f"search of esn.yaml in generative mode: {args.trials} trials, "
           f"{outcome.count('completed')} completed, {outcome.count('stopped_early')} stopped "

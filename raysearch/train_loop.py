@@ -125,17 +125,19 @@ def forecast_sums(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, h
 
 
 @torch.no_grad()
-def free_run_metrics(model: ESN, u: torch.Tensor, warmup: int, steps: int, runs: int,
+def free_run_metrics(model: ESN, u: torch.Tensor, info: DataInfo, washout: int,
                      rank: int = 0, world: int = 1) -> dict[str, float]:
-    """Jaeger's protocol (NRMSE84 with steps=84): from `runs` starting points across the
-    series, the reservoir reads `warmup` true steps from zero, then runs `steps` steps on its
-    own output; the error of the last, over the series' standard deviation. This rank scores
-    its share of the runs; the sums are all-reduced."""
+    """Jaeger's protocol (NRMSE84 when info.free_run is 84): from info.free_runs starting points
+    across the series, the reservoir reads info.free_run_warmup true steps (the `washout` if
+    longer) from zero, then runs info.free_run steps on its own output; the error of the last,
+    over the series' standard deviation. This rank scores its share of the runs; the sums are
+    all-reduced."""
+    warmup, steps = max(washout, info.free_run_warmup), info.free_run
     if warmup + steps > len(u):
         raise ValueError(f"the free runs' warm-up ({warmup} steps: data.warmup, or the washout "
                          f"if longer) + horizon ({steps}) is longer than the series "
                          f"({len(u)} steps)")
-    starts = torch.linspace(warmup, len(u) - steps, runs).long()[rank::world]
+    starts = torch.linspace(warmup, len(u) - steps, info.free_runs).long()[rank::world]
     if len(starts):
         read = torch.stack([u[p - warmup:p] for p in starts])
         last = model.generate(read, steps)[:, -1]
@@ -387,8 +389,7 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, setup: d
 
         def val_metrics(m: ESN) -> dict[str, float]:
             if info.free_run:
-                return free_run_metrics(m, x_val, max(hp.washout, info.free_run_warmup),
-                                        info.free_run, info.free_runs, rank, world)
+                return free_run_metrics(m, x_val, info, hp.washout, rank, world)
             lo, hi = stretch(0, len(x_val), rank, world)
             return forecast_metrics(all_reduce_sum(forecast_sums(
                 m, x_val, y_val, lo, hi, hp.washout, hp.parallel_pieces)), "val")
@@ -460,8 +461,7 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
         return classification_metrics(sums, split)
     x, y = splits[split]
     if info.free_run:
-        scores = free_run_metrics(model, x, max(hp.washout, info.free_run_warmup),
-                                  info.free_run, info.free_runs)
+        scores = free_run_metrics(model, x, info, hp.washout)
         return {f"{split}_{key.removeprefix('val_')}": v for key, v in scores.items()}
     if info.task == "forecasting":
         warm = hp.washout if family.fit == "ridge" else hp.window

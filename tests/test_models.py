@@ -196,8 +196,7 @@ def test_a_generative_esn_runs_84_steps_on_its_own_output():
     esn = MODELS["esn"].build(MODELS["esn"].hyperparams(units=400, spectral_radius=0.9,
                                                          leak_rate=0.3), info)
     fit_readout(esn, u, y, washout=100, ridge=1e-8)
-    scores = free_run_metrics(esn, splits["val"][0], warmup=info.free_run_warmup, steps=84,
-                              runs=20)
+    scores = free_run_metrics(esn, splits["val"][0], info, washout=100)
     assert scores["val_nrmse"] < 0.1
     untrained = MODELS["esn"].build(MODELS["esn"].hyperparams(units=400), info)
-    assert free_run_metrics(untrained, splits["val"][0], 500, 84, 20)["val_nrmse"] > 0.5
+    assert free_run_metrics(untrained, splits["val"][0], info, washout=100)["val_nrmse"] > 0.5
