@@ -199,11 +199,10 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     return padded.flatten(2).gather(2, index.flatten(2)).view_as(x)
 
 
-def image_loader(files: ImageFiles, batch: int, sampler, setup: dict[str, Any],
+def image_loader(files: ImageFiles, batch: int, sampler, processes: int,
                  device: torch.device, every_epoch: bool = True) -> DataLoader:
-    """Batches of uint8 images decoded by the worker's other CPUs; normalized, augmented and
-    made channels-last on the device."""
-    processes = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)
+    """Batches of uint8 images decoded by `processes` more processes (0: this one); normalized,
+    augmented and made channels-last on the device."""
     return DataLoader(files, batch_size=batch, sampler=sampler, num_workers=processes,
                       pin_memory=device.type == "cuda",
                       persistent_workers=every_epoch and processes > 0)
@@ -211,12 +210,12 @@ def image_loader(files: ImageFiles, batch: int, sampler, setup: dict[str, Any],
 
 @torch.no_grad()
 def streamed_sums(model: nn.Module, files: ImageFiles, batch: int, rank: int, world: int,
-                  setup: dict[str, Any], device: torch.device) -> torch.Tensor:
+                  processes: int, device: torch.device) -> torch.Tensor:
     """classification_sums over this rank's share (every world-th image) of a streamed split."""
     sums = torch.zeros(3, device=device)
     normalize = files.normalizer(device)
-    for images, labels in image_loader(files, batch, range(rank, len(files), world), setup,
-                                       device, every_epoch=False):
+    for images, labels in image_loader(files, batch, range(rank, len(files), world),
+                                       processes, device, every_epoch=False):
         sums += classification_sums(model, normalize(images.to(device)), labels.to(device))
     return sums
 
@@ -232,11 +231,13 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     fast = device.type == "cuda" and len(info.input_shape) == 3
     layout = torch.channels_last if fast else torch.contiguous_format
     streamed = isinstance(splits["train"], ImageFiles)
+    # the worker's other CPUs decode streamed images
+    decoders = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)
     if streamed:
         # DistributedSampler's drop_last gives every rank the same number of steps
         sampler = DistributedSampler(splits["train"], num_replicas=world, rank=rank,
                                      seed=hp.seed, drop_last=True)
-        loader = image_loader(splits["train"], batch, sampler, setup, device)
+        loader = image_loader(splits["train"], batch, sampler, decoders, device)
         normalize = splits["train"].normalizer(device)
         steps = len(loader)
     else:
@@ -270,7 +271,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
 
     def val_metrics() -> dict[str, float]:
         if streamed:
-            sums = streamed_sums(model, splits["val"], batch, rank, world, setup, device)
+            sums = streamed_sums(model, splits["val"], batch, rank, world, decoders, device)
             return classification_metrics(all_reduce_sum(sums), "val")
         if forecasting:
             lo, hi = stretch(0, len(u_val), rank, world)
@@ -456,8 +457,8 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
     splits, info = ray.get(setup["data_ref"])
     model = checkpoint.load(folder)
     if isinstance(splits[split], ImageFiles):
-        resources = {"resources": {"cpus_per_worker": 1}}  # the driver decodes on its own
-        sums = streamed_sums(model, splits[split], 256, 0, 1, resources, torch.device("cpu"))
+        # the driver decodes in its own process
+        sums = streamed_sums(model, splits[split], 256, 0, 1, 0, torch.device("cpu"))
         return classification_metrics(sums, split)
     x, y = splits[split]
     if info.free_run:

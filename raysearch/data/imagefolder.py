@@ -18,7 +18,6 @@ from raysearch.data.base import (
     ImageFiles,
     Split,
     data_root,
-    normalized,
     split_indices,
 )
 
@@ -60,7 +59,7 @@ def _read(files: ImageFiles, stream: bool) -> Split | ImageFiles:
         raise DataError("imagefolder: a split has no images (a folder too small for "
                         "val_fraction / test_fraction)")
     images = torch.stack([files[i][0] for i in range(len(files))])
-    return normalized(images, MEAN, STD), files.labels
+    return files.normalizer(torch.device("cpu"))(images), files.labels
 
 
 def load(options: ImageFolderOptions) -> tuple[dict[str, Split], DataInfo]:
