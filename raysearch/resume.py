@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow.fs
 
+from raysearch.outbox import first_line
 from raysearch.spec import SpecError
 from raysearch.storage import filesystem
 
@@ -64,8 +65,8 @@ def read(storage: str, name: str, file: str) -> str:
         with fs.open_input_stream(f"{root}/{name}/{file}") as stream:
             return stream.read().decode()
     except (OSError, ValueError) as e:  # pyarrow: not there, not ours to read, a bad URI
-        raise SpecError(f"--resume: cannot read {storage}/{name}/{file}: "
-                        f"{str(e).splitlines()[0]}") from None
+        raise SpecError(f"--resume: cannot read {storage}/{name}/{file}: {first_line(e)}"
+                        ) from None
 
 
 def load(storage: str, name: str) -> SearchState:
@@ -101,4 +102,4 @@ def find(storage: str, name: str | None) -> str:
             raise SpecError(f"--resume: no raysearch search to resume in {storage}")
         return max(found, key=lambda folder: load(storage, folder).started)
     except (OSError, ValueError) as e:  # pyarrow: not there, not ours to read, a bad URI
-        raise SpecError(f"--resume: cannot read {storage}: {str(e).splitlines()[0]}") from None
+        raise SpecError(f"--resume: cannot read {storage}: {first_line(e)}") from None

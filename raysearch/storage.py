@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyarrow.fs
 
+from raysearch.outbox import first_line
+
 BUCKETS = ("s3", "gs", "gcs")
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph",
@@ -80,12 +82,11 @@ def unreachable(uri: str) -> str | None:
         return (f"--storage {uri}: {scheme}:// is not a storage raysearch knows; give a path, "
                 "an s3:// or a gs:// URI")
     try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+        fs, path = filesystem(uri)
         bucket = path.split("/", 1)[0]
         if fs.get_file_info(bucket).type == pyarrow.fs.FileType.NotFound:
             return f"--storage {uri}: the bucket {bucket} does not exist"
         fs.create_dir(path)
     except Exception as e:  # noqa: BLE001  credentials, network and permission errors alike
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"--storage {uri}: cannot write there: {first}"
+        return f"--storage {uri}: cannot write there: {first_line(e)}"
     return None
