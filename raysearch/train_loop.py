@@ -200,22 +200,19 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 
 
 def image_loader(files: ImageFiles, batch: int, sampler, processes: int,
-                 device: torch.device, every_epoch: bool = True) -> DataLoader:
-    """Batches of uint8 images decoded by `processes` more processes (0: this one); normalized,
-    augmented and made channels-last on the device."""
+                 device: torch.device) -> DataLoader:
+    """Batches of uint8 images as drawn by `sampler`, decoded by `processes` more processes
+    (0: this one), which stay up from one pass over the files to the next."""
     return DataLoader(files, batch_size=batch, sampler=sampler, num_workers=processes,
-                      pin_memory=device.type == "cuda",
-                      persistent_workers=every_epoch and processes > 0)
+                      pin_memory=device.type == "cuda", persistent_workers=processes > 0)
 
 
 @torch.no_grad()
-def streamed_sums(model: nn.Module, files: ImageFiles, batch: int, rank: int, world: int,
-                  processes: int, device: torch.device) -> torch.Tensor:
-    """classification_sums over this rank's share (every world-th image) of a streamed split."""
+def streamed_sums(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
+    """classification_sums over the batches of a streamed split."""
     sums = torch.zeros(3, device=device)
-    normalize = files.normalizer(device)
-    for images, labels in image_loader(files, batch, range(rank, len(files), world),
-                                       processes, device, every_epoch=False):
+    normalize = loader.dataset.normalizer(device)
+    for images, labels in loader:
         sums += classification_sums(model, normalize(images.to(device)), labels.to(device))
     return sums
 
@@ -231,15 +228,17 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     fast = device.type == "cuda" and len(info.input_shape) == 3
     layout = torch.channels_last if fast else torch.contiguous_format
     streamed = isinstance(splits["train"], ImageFiles)
-    # the worker's other CPUs decode streamed images
-    decoders = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)
     if streamed:
+        decoders = max(0, int(setup["resources"]["cpus_per_worker"]) - 1)  # the other CPUs
         # DistributedSampler's drop_last gives every rank the same number of steps
         sampler = DistributedSampler(splits["train"], num_replicas=world, rank=rank,
                                      seed=hp.seed, drop_last=True)
         loader = image_loader(splits["train"], batch, sampler, decoders, device)
         normalize = splits["train"].normalizer(device)
         steps = len(loader)
+        # this rank's share of the validation images, every world-th
+        val_loader = image_loader(splits["val"], batch, range(rank, len(splits["val"]), world),
+                                  decoders, device)
     else:
         x, y = splits["train"]
         if forecasting:  # a recurrent net learns a series from windows of it, every step a target
@@ -271,7 +270,7 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
 
     def val_metrics() -> dict[str, float]:
         if streamed:
-            sums = streamed_sums(model, splits["val"], batch, rank, world, decoders, device)
+            sums = streamed_sums(model, val_loader, device)
             return classification_metrics(all_reduce_sum(sums), "val")
         if forecasting:
             lo, hi = stretch(0, len(u_val), rank, world)
@@ -457,8 +456,8 @@ def evaluate(setup: dict[str, Any], hyper: dict[str, Any], folder: str, split: s
     splits, info = ray.get(setup["data_ref"])
     model = checkpoint.load(folder)
     if isinstance(splits[split], ImageFiles):
-        # the driver decodes in its own process
-        sums = streamed_sums(model, splits[split], 256, 0, 1, 0, torch.device("cpu"))
+        cpu = torch.device("cpu")  # the driver decodes in its own process
+        sums = streamed_sums(model, image_loader(splits[split], 256, None, 0, cpu), cpu)
         return classification_metrics(sums, split)
     x, y = splits[split]
     if info.free_run:

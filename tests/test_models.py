@@ -122,6 +122,17 @@ def test_a_streamed_image_folder_reads_the_same_images_from_their_files(tmp_path
         assert torch.allclose(files.normalizer(torch.device("cpu"))(images), x)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_image_folder_too_small_for_its_splits_is_refused(tmp_path, stream):
+    for c in range(2):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / f"class{c}" / f"{i}.png")
+    dataset = DATASETS["imagefolder"]
+    with pytest.raises(DataError, match="a split has no images"):
+        dataset.load(dataset.options(root=str(tmp_path), image_size=8, stream=stream))
+
+
 def test_a_cifar10_copy_on_disk_loads_as_normalized_tensors(tmp_path, monkeypatch):
     """The python-pickle layout of cifar-10-batches-py/, 10 images a batch. The files are not
     the real ones, so torchvision's checksum test is told they are."""

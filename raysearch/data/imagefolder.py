@@ -53,11 +53,11 @@ def _scan(folder: Path, size: int) -> tuple[ImageFiles, list[str]]:
 
 
 def _read(files: ImageFiles, stream: bool) -> Split | ImageFiles:
-    if stream:
-        return files
     if not len(files):
         raise DataError("imagefolder: a split has no images (a folder too small for "
                         "val_fraction / test_fraction)")
+    if stream:
+        return files
     images = torch.stack([files[i][0] for i in range(len(files))])
     return files.normalizer(torch.device("cpu"))(images), files.labels
 
