@@ -18,6 +18,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from ray.train.v2._internal.execution import context as train_context
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -31,9 +32,9 @@ from raysearch.models.esn import ESN
 def train_loop(config: dict[str, Any]) -> str | None:
     """Trains until the last epoch or ASHA's stop; returns why it stopped on its own if a metric
     was not finite (rank 0's return value reaches the trial as the Result's return_value)."""
-    # Ray Train's per-report INFO line is logged under the name of its source file, so the
-    # RunConfig's LoggingConfig (trial.py), which sets `ray.train`, misses it
-    logging.getLogger().setLevel(logging.WARNING)
+    # Ray Train logs its per-report INFO line under its source file's path, not under
+    # `ray.train`, so the RunConfig's LoggingConfig (trial.py) misses that one logger
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
     setup = config["setup"]
     family = MODELS[setup["model"]]
     hp = family.hyperparams(**config["hyper"])
