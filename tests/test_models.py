@@ -182,6 +182,18 @@ def fit_readout(esn, u: torch.Tensor, y: torch.Tensor, washout: int, ridge: floa
     esn.readout.bias.data.copy_(w[-1])
 
 
+def test_an_esn_saved_before_inputs_were_centered_loads_with_a_zero_center():
+    _, info = DATASETS["mackey_glass"].load(DATASETS["mackey_glass"].options(length=600))
+    esn = MODELS["esn"].build(MODELS["esn"].hyperparams(units=20), info)
+    weights = esn.state_dict()
+    del weights["input_center"]
+    again = MODELS["esn"].constructor(**esn.kwargs)
+    again.input_center.fill_(1.0)
+    again.load_state_dict(weights)
+    u = torch.rand(2, 30, 1)
+    assert again.input_center.eq(0).all() and torch.equal(again(u), esn(u))
+
+
 def test_a_generative_esn_reproduces_a_sine_wave_on_its_own_output():
     wave = torch.sin(2 * math.pi * torch.arange(1400.0) / 25)[:, None] + 0.5
     u, y = wave[:-1], wave[1:]

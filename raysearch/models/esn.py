@@ -81,6 +81,12 @@ class ESN(nn.Module):
         self.register_buffer("input_center", torch.zeros(input_size))
         self.readout = nn.Linear(units * layers, output_size)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # a model saved before inputs were centered has no center, and took its inputs as they
+        # were: a zero center
+        state_dict.setdefault(f"{prefix}input_center", torch.zeros_like(self.input_center))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def state_size(self) -> int:
         return self.readout.in_features
