@@ -18,7 +18,7 @@ DIGITS = """\
     model: cnn
     data: {name: digits}
     objective: {metric: val_accuracy, mode: max}
-    search: {trials: 6, sampler: tpe, seed: 0, max_concurrent: 1}
+    search: {trials: 4, sampler: tpe, seed: 0, max_concurrent: 1}
     scheduler: {type: asha, max_t: 4, grace_period: 1, reduction_factor: 2}
     resources: {workers: 2, cpus_per_worker: 1}
     params:
@@ -58,7 +58,7 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
                                 "tags.`raysearch.role` = 'search'")[0]
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert len(children) == 6
+    assert len(children) == 4
     states = [c.data.tags[tracking.STATE_TAG] for c in children]
     assert "stopped_early" in states and "completed" in states
     for child in children:
