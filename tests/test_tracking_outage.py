@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from helpers import (
     cli,
@@ -38,6 +39,11 @@ def completed(client: MlflowClient) -> int:
                for r in trial_runs(client, "outage"))
 
 
+def reports(storage: Path) -> int:
+    """The results Tune has received for the search's trials (one line of result.json each)."""
+    return sum(len(f.read_text().splitlines()) for f in storage.glob("outage/*/result.json"))
+
+
 def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path, write_spec):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
@@ -57,7 +63,12 @@ def test_a_server_that_goes_away_mid_search_loses_nothing(ray_cluster, tmp_path,
 
         stop_process_group(server)  # the server dies; the search must not notice beyond a warning
         down_ms = time.time() * 1000
-        time.sleep(25)
+        # down for 25 s at least, and until the next trial has reported: a trial's start takes
+        # 20-40 s on a 2-core machine
+        before = reports(tmp_path / "results")
+        while time.time() * 1000 < down_ms + 25_000 or reports(tmp_path / "results") == before:
+            assert search.poll() is None and time.time() < deadline + 300, search.communicate()
+            time.sleep(1)
         up_ms = time.time() * 1000
         assert search.poll() is None
         server = start_mlflow_server(tmp_path, port)
