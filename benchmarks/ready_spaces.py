@@ -59,11 +59,11 @@ def main() -> None:
         if args.cifar_stand_in:
             write_digits(stand_in)
         for name in names:
-            overrides = list(args.overrides)
-            if args.cifar_stand_in and load_spec(resolve_space(name)).data.name == "cifar10":
-                overrides += ["data.name=imagefolder", f"data.root={stand_in}",
-                              "data.image_size=32"]
-            spec = load_spec(resolve_space(name), overrides, trials=args.trials)
+            spec = load_spec(resolve_space(name), args.overrides, trials=args.trials)
+            if args.cifar_stand_in and spec.data.name == "cifar10":
+                spec = load_spec(resolve_space(name), [
+                    *args.overrides, "data.name=imagefolder", f"data.root={stand_in}",
+                    "data.image_size=32"], trials=args.trials)
             began = time.perf_counter()
             try:
                 outcome = search.run(spec, f"sqlite:///{tmp}/mlflow.db", f"{tmp}/results")
