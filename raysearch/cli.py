@@ -107,16 +107,16 @@ def tune(
 
     import ray
 
-    from raysearch import search
+    from raysearch import _ray, search
     from raysearch.data import DataError
     from raysearch.outbox import TrackingDown
 
     if not ray.is_initialized():
-        context = ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
+        context = _ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
         if context.dashboard_url:
             # a cluster's dashboard listens on its head's localhost (cluster.yaml)
             joined = ("   (from your machine: `ray dashboard cluster.yaml` tunnels to it)"
-                      if search.joined_cluster() else "")
+                      if _ray.joined_cluster() else "")
             console.print(f"Ray dashboard: http://{context.dashboard_url}{joined}")
     console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
     try:
@@ -228,20 +228,22 @@ def check_tracking(uri: str) -> None:
 
 
 def show(outcome, mode: str) -> None:
+    from raysearch.job import TrialState
+
     console.rule(f"search {outcome.name}")
-    console.print(f"trials: {outcome.count('completed')} completed, "
-                  f"{outcome.count('stopped_early')} stopped early, "
-                  f"{outcome.count('failed')} failed")
+    console.print(f"trials: {outcome.count(TrialState.COMPLETED)} completed, "
+                  f"{outcome.count(TrialState.STOPPED_EARLY)} stopped early, "
+                  f"{outcome.count(TrialState.FAILED)} failed")
     for trial_id, reason in outcome.errors.items():
         console.print(f"[red]failed[/] trial {trial_id}: {reason}", highlight=False)
     best = outcome.best
     if best is None:
         console.print("[red]no trial reported the objective; nothing was registered[/]")
         return
-    console.print(f"best: trial {best['trial_id']}, {outcome.metric} = {best['value']:.6g} "
-                  f"({mode}) at epoch {best['epoch']}")
+    console.print(f"best: trial {best.trial_id}, {outcome.metric} = {best.value:.6g} "
+                  f"({mode}) at epoch {best.epoch}")
     table = Table("param", "value")
-    for key, value in best["config"].items():
+    for key, value in best.config.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))
     console.print(table)
     if outcome.test_metrics:

@@ -54,14 +54,13 @@ def _unknown(keys: Any, known: set[str], path: str) -> list[str]:
 
 def check(path: str | Path) -> list[str]:
     """What is wrong with the cluster file at `path`: Ray's verdict, then ours; [] if nothing."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    from raysearch import _ray
 
     config = yaml.safe_load(Path(path).read_text())
     kind = config.get("provider", {}).get("type")
     try:
         # Ray's fake provider has no defaults file in the wheel: a complete file is checked as is
-        validate_config(config if kind == "fake_multinode"
-                        else prepare_config(copy.deepcopy(config)))
+        _ray.validate_cluster_config(copy.deepcopy(config), fill_defaults=kind != "fake_multinode")
     except Exception as e:  # noqa: BLE001  Ray raises ValueError or jsonschema's errors
         return [f"{path}: {str(e).splitlines()[0]}"]
     if kind not in PROVIDER_KEYS:

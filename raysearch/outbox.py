@@ -16,6 +16,8 @@ from typing import Any
 import requests
 from mlflow.exceptions import MlflowException
 
+from raysearch.storage import first_line
+
 # What MLflow says when the store did not answer: a connection refused or timed out, or a
 # server error (502/503 from a proxy in front of a restarting server).
 TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
@@ -35,10 +37,6 @@ def unreachable(error: BaseException) -> bool:
     if isinstance(error, requests.HTTPError):
         return error.response is not None and error.response.status_code >= 500
     return isinstance(error, MlflowException) and error.error_code in TRANSIENT_CODES
-
-
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class Outbox:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ray._raylet import Config
 from ray.job_submission import JobStatus, JobSubmissionClient
+
+from raysearch import _ray
 
 OVERRIDES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 TAG = "raysearch"  # metadata key marking raysearch's jobs
@@ -51,7 +52,7 @@ def connect(address: str) -> JobSubmissionClient:
     # sent, and a cluster without token authentication ignores it.
     if source and "RAY_AUTH_MODE" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
-        Config.initialize("")  # Ray read its config on import; as ray._private does here
+        _ray.reload_auth_config()
     # Ray lets RAY_API_SERVER_ADDRESS and RAY_ADDRESS override the address it is given; the
     # address the user typed is the one meant.
     saved = {k: os.environ.pop(k) for k in OVERRIDES if k in os.environ}

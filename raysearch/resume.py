@@ -12,9 +12,8 @@ from typing import Any
 
 import pyarrow.fs
 
-from raysearch.outbox import first_line
 from raysearch.spec import SpecError
-from raysearch.storage import filesystem
+from raysearch.storage import filesystem, first_line
 
 STATE_FILE = "raysearch.json"
 SPACE_FILE = "space.yaml"

@@ -1,5 +1,5 @@
-"""Runs one search: Ray Tune with OptunaSearch and ASHA over TorchTrainer trials, tracked in
-MLflow, the best checkpoint promoted to the registry."""
+"""Runs one search: Ray Tune with OptunaSearch and ASHA over trials that train on the search's
+warm TorchTrainer pools, tracked in MLflow, the best checkpoint promoted to the registry."""
 
 import math
 import os
@@ -16,61 +16,60 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch import resume, tracking
+from raysearch import _ray, resume, tracking
 from raysearch.data import DATASETS
-from raysearch.early_stop import Decisions, PostingASHA, rungs
+from raysearch.dispatch import Dispatcher
+from raysearch.early_stop import PostingASHA, rungs
+from raysearch.evaluate import evaluate
+from raysearch.job import SearchSetup, TrialState
 from raysearch.outbox import TrackingDown, fail_fast
+from raysearch.pool import EndedTrials, Pools
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
 from raysearch.storage import filesystem, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
-from raysearch.train_loop import evaluate
 from raysearch.trial import trainable
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best report of any trial whose checkpoint was kept."""
+
+    trial_id: str
+    config: dict[str, Any]
+    value: float
+    epoch: int
+    checkpoint: str  # its path in the storage's file system
 
 
 @dataclass
 class Outcome:
     name: str
     metric: str
-    best: dict[str, Any] | None  # trial_id, config, value, epoch, checkpoint
-    states: dict[str, str]  # trial id -> completed | stopped_early | failed
+    best: Best | None
+    states: dict[str, TrialState]  # trial id -> how it ended
     errors: dict[str, str] = field(default_factory=dict)  # failed trial id -> why, first first
     promotion: tracking.Promotion | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
     parent_run_id: str = ""
     max_concurrent: int = 1
 
-    def count(self, state: str) -> int:
+    def count(self, state: TrialState | str) -> int:
         return sum(1 for s in self.states.values() if s == state)
 
 
-def setup_of(spec: Spec, storage: str, decisions: Any, data_ref: ray.ObjectRef
-             ) -> dict[str, Any]:
-    """What every trial of the search shares; travels to the workers with the trainable."""
-    sch = spec.scheduler
-    return {
-        "name": spec.name,
-        "model": spec.model,
-        "data_ref": data_ref,  # the data set's (splits, DataInfo), put once for all trials
-        "max_t": spec.scheduler.max_t,
-        "metric": spec.objective.metric,
-        "mode": spec.objective.mode,
-        "resources": spec.resources.model_dump(),
-        "train_storage": f"{storage}/{spec.name}/train",
-        # where the workers hear ASHA's decision after a report at one of its rungs
-        "decisions": decisions,
-        "rungs": rungs(sch.max_t, sch.grace_period, sch.reduction_factor)
-        if sch.type == "asha" else [],
-    }
-
-
-def joined_cluster() -> bool:
-    """Whether this driver joined a running cluster (one that may add machines) rather than
-    starting its own."""
-    # Ray has no public way to ask
-    node = getattr(ray._private.worker.global_worker, "node", None)  # None under Ray Client
-    return node is None or not node.head
+def setup_of(spec: Spec, storage: str, data_ref: ray.ObjectRef) -> SearchSetup:
+    sch, res = spec.scheduler, spec.resources
+    return SearchSetup(
+        name=spec.name, model=spec.model, data_ref=data_ref, max_t=sch.max_t,
+        metric=spec.objective.metric, mode=spec.objective.mode,
+        train_storage=f"{storage}/{spec.name}/train",
+        rungs=tuple(rungs(sch.max_t, sch.grace_period, sch.reduction_factor)
+                    if sch.type == "asha" else ()),
+        workers=res.workers, cpus_per_worker=res.cpus_per_worker,
+        gpus_per_worker=res.gpus_per_worker, max_failures=res.max_failures,
+        start_timeout_s=res.start_timeout_s, reuse_workers=res.reuse_workers)
 
 
 def concurrency(spec: Spec) -> int:
@@ -79,7 +78,7 @@ def concurrency(spec: Spec) -> int:
     workers; a cluster the driver joined may add nodes (an autoscaler, cluster/*.yaml), and
     `resources.start_timeout_s` bounds each trial's wait for them."""
     res, total = spec.resources, ray.cluster_resources()
-    started_here = not joined_cluster()
+    started_here = not _ray.joined_cluster()
     fits = []
     for kind, each in (("CPU", res.cpus_per_worker), ("GPU", res.gpus_per_worker)):
         need = res.workers * each
@@ -99,17 +98,17 @@ def concurrency(spec: Spec) -> int:
     return max(1, min([spec.search.max_concurrent, *fits]))
 
 
-def make_scheduler(spec: Spec, decisions: Any) -> TrialScheduler:
+def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle") -> TrialScheduler:
     sch = spec.scheduler
     if sch.type == "none":
         return FIFOScheduler()
     # Epochs, not Tune's count of reports: a resumed trial's count starts again at 1.
-    return PostingASHA(decisions, time_attr="epoch", max_t=sch.max_t,
+    return PostingASHA(dispatcher, time_attr="epoch", max_t=sch.max_t,
                        grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
 
 
-def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent: int,
-                scheduler: TrialScheduler, callbacks: list[tune.Callback],
+def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
+                max_concurrent: int, scheduler: TrialScheduler, callbacks: list[tune.Callback],
                 resuming: bool = False) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
     searcher = ConcurrencyLimiter(
@@ -122,25 +121,20 @@ def build_tuner(spec: Spec, setup: dict[str, Any], storage: str, max_concurrent:
         # The next trial runs in the last one's actor: no actor teardown and start between
         # trials (about 4 s each on 2 cores).
         reuse_actors=True,
-        # the same name as the trial's TorchTrainer run
+        # the same name as the trial's checkpoint folder
         trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}")
     run_config = tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
                                 verbose=1)
     if not resuming:
-        return tune.Tuner(trainable(setup), tune_config=tune_config, run_config=run_config)
-    # Finished trials stay finished, unfinished ones start again (their TorchTrainer run, found
-    # by its stable name, resumes from its latest checkpoint) and the searcher's state is
-    # reloaded from the experiment folder. Tuner.restore would run with the scheduler and
-    # callbacks pickled when the search began (copies, holding the dead driver's actor handle)
-    # and takes no new ones, so this driver's own are put in their place.
-    tuner = tune.Tuner.restore(f"{storage}/{spec.name}", trainable(setup))
-    tuner._local_tuner._tune_config = tune_config
-    tuner._local_tuner._run_config = run_config
-    return tuner
+        return tune.Tuner(trainable(dispatcher), tune_config=tune_config, run_config=run_config)
+    # Finished trials stay finished, unfinished ones start again (in a pool, from the latest
+    # checkpoint in their folder) and the searcher's state is reloaded from the experiment
+    # folder, with this driver's scheduler and callbacks in place of the pickled ones.
+    return _ray.restore_with(tune.Tuner.restore(f"{storage}/{spec.name}", trainable(dispatcher)),
+                             tune_config, run_config)
 
 
-def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str
-            ) -> dict[str, Any] | None:
+def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str) -> Best | None:
     """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
     be an earlier epoch than a trial's last) whose checkpoint Ray Train kept. It keeps one best
     and the latest; of two epochs with the same score it may keep either."""
@@ -160,10 +154,9 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str
         if row is None:
             continue
         value = float(row[metric])
-        if best is None or tracking.better(value, best["value"], mode):
-            best = {"trial_id": result.metrics["trial_id"], "config": result.config,
-                    "value": value, "epoch": int(row["epoch"]),
-                    "checkpoint": row["checkpoint_path"]}
+        if best is None or tracking.better(value, best.value, mode):
+            best = Best(result.metrics["trial_id"], result.config, value, int(row["epoch"]),
+                        row["checkpoint_path"])
     return best
 
 
@@ -180,22 +173,37 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         resuming: bool = False) -> Outcome:
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
-    `callbacks` are extra Tune callbacks (the benchmarks time trials with one)."""
+    `callbacks` are extra Tune callbacks, called before raysearch's own (the benchmarks time
+    trials with one, tests kill the driver from one)."""
     storage = resolve_storage(storage or resume.default_storage())
     hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
     if reason := storage_problem(storage, hostnames):
         raise SpecError(reason)
-    if joined_cluster() and not shared(storage):
+    if _ray.joined_cluster() and not shared(storage):
         print(f"warning: --storage {storage} is on this machine's disk: if the cluster adds "
               "machines, checkpoints written there are lost. Give a bucket or a network file "
               "system (RAYSEARCH_STORAGE sets the default)", file=sys.stderr)
-    metric, mode = spec.objective.metric, spec.objective.mode
     max_concurrent = concurrency(spec)
     dataset = DATASETS[spec.data.name]
     data_ref = ray.put(dataset.load(spec.data_options()))  # raises DataError before anything
-    decisions = Decisions.remote()
-    setup = setup_of(spec, storage, decisions, data_ref)
+    setup = setup_of(spec, storage, data_ref)
+    dispatcher = Dispatcher.remote(spec.resources.max_failures)
+    # The pools start first: their workers take seconds to come up, while MLflow and Tune
+    # get ready.
+    pools = Pools(setup, dispatcher, max_concurrent, spec.search.trials)
+    pools.start()
+    try:
+        return _run(spec, tracking_uri, storage, setup, dispatcher, pools, max_concurrent,
+                    callbacks, origin, resuming)
+    finally:
+        pools.stop(now=True)  # a no-op when _run has stopped them
 
+
+def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
+         dispatcher: "ray.actor.ActorHandle", pools: Pools, max_concurrent: int,
+         callbacks: tuple[tune.Callback, ...], origin: resume.Origin | None, resuming: bool
+         ) -> Outcome:
+    metric, mode = spec.objective.metric, spec.objective.mode
     fail_fast()
     client = MlflowClient(tracking_uri)
     if resuming:
@@ -210,8 +218,8 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         origin = origin or resume.Origin(spec.source.read_text())
         resume.save(storage, spec.name, origin, resume.SearchState(
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
-    reported = (*dataset.metrics, "train_loss", "epoch", "epoch_s")
-    scheduler = make_scheduler(spec, decisions)
+    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s")
+    scheduler = make_scheduler(spec, dispatcher)
     trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
                                       getattr(scheduler, "stopped_early", ()))
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
@@ -220,20 +228,21 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     # A failed trial's traceback goes to its MLflow run (error.txt) and the summary gives its
     # last line, rather than Tune printing every traceback into the live view.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
-    tuner = build_tuner(spec, setup, storage, max_concurrent, scheduler,
-                        [trials_cb, *callbacks], resuming)
+    tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler,
+                        [*callbacks, trials_cb, EndedTrials(dispatcher)], resuming)
     outbox = trials_cb.outbox
     try:
         results = tuner.fit()
     except BaseException:
+        pools.stop(now=True)
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise
-    finally:
-        ray.kill(decisions)
     # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
     # only fewer trials than asked for.
-    if trials_cb.unfinished or len(results) < spec.search.trials:
+    interrupted = bool(trials_cb.unfinished) or len(results) < spec.search.trials
+    pools.stop(now=interrupted)
+    if interrupted:
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
@@ -246,15 +255,15 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     wait_s = float(os.environ.get("RAYSEARCH_TRACKING_WAIT_S", TRACKING_WAIT_S))
     if not outbox.drain(wait_s, "to log the last results and register the champion"):
         raise TrackingDown(tracking_uri, wait_s)
-    if best and math.isfinite(best["value"]):
+    if best and math.isfinite(best.value):
         # a checkpoint in a bucket is fetched once, for the test set and for the registry
-        saved = ray.train.Checkpoint(best["checkpoint"], filesystem=filesystem(storage)[0])
+        saved = ray.train.Checkpoint(best.checkpoint, filesystem=filesystem(storage)[0])
         with saved.as_directory() as local:
-            outcome.test_metrics = evaluate(setup, best["config"], local)
+            outcome.test_metrics = evaluate(setup, best.config, local)
             outcome.promotion = outbox.call(lambda: tracking.promote(
-                client, spec.name, trials_cb.runs[best["trial_id"]], local, metric, mode,
-                best["value"], {"search_run_id": parent, "trial_id": best["trial_id"],
-                                "epoch": best["epoch"], **outcome.test_metrics}),
+                client, spec.name, trials_cb.runs[best.trial_id], local, metric, mode,
+                best.value, {"search_run_id": parent, "trial_id": best.trial_id,
+                             "epoch": best.epoch, **outcome.test_metrics}),
                 wait_s, "to register the champion")
         outbox.send(lambda: client.log_batch(
             parent, metrics=tracking.metrics_now(outcome.test_metrics)))

@@ -140,6 +140,9 @@ class Resources(_Strict):
     # How long a trial waits for its workers before it fails: long enough for an autoscaler to
     # bring up a GPU node, short enough that a trial that can never start says so.
     start_timeout_s: float = Field(300, gt=0)
+    # Trials run one after another on workers kept up for the whole search; false gives every
+    # trial a fresh TorchTrainer (new processes, 10-30 s each to start)
+    reuse_workers: bool = True
 
 
 class DataSpec(_Strict):
@@ -249,6 +252,10 @@ def _check_hyperparams(spec: Spec) -> None:
     known = list(cls.model_fields)
     for section in ("params", "fixed"):
         for name in getattr(spec, section):
+            if name in Resources.model_fields:
+                raise _Problem((section, name), f"'{name}' is a key of resources, not a "
+                               "hyperparameter: a search's trials share its warm workers, so "
+                               "they all have its one resources shape (run one search per shape)")
             if name not in known:
                 raise _Problem((section, name), f"unknown hyperparameter for model '{spec.model}'"
                                f"{_hint(name, known)} (known: {_listed(known)})")

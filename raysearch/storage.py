@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pyarrow.fs
 
-from raysearch.outbox import first_line
-
 BUCKETS = ("s3", "gs", "gcs")
 
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "lustre", "glusterfs", "ceph",
                        "beegfs", "gpfs", "fuse.")
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line, for a one-line message (an empty message gives its type)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def filesystem_type(path: str | Path, mounts: str | None = None) -> str:

@@ -24,12 +24,12 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 
 from raysearch import checkpoint
+from raysearch.job import ENDED, TrialState
 from raysearch.outbox import Outbox
 from raysearch.resume import home
 
 TRIAL_TAG = "raysearch.trial_id"
-STATE_TAG = "raysearch.state"  # completed | stopped_early | failed | interrupted | discarded
-ENDED = ("completed", "stopped_early", "failed")
+STATE_TAG = "raysearch.state"  # a TrialState
 ERROR_TAG = "raysearch.error"  # a failed trial's reason: its error's last line
 RESTARTS_TAG = "raysearch.restarts"  # worker-group restarts after a failure (a lost worker)
 CHAMPION = "champion"
@@ -59,13 +59,13 @@ def metrics_now(values: dict[str, float], step: int = 0) -> list[Metric]:
     return [Metric(k, float(v), now, step) for k, v in values.items()]
 
 
-def finish_search(client: MlflowClient, run_id: str, best: dict[str, Any] | None,
-                  metric: str, status: str = "FINISHED") -> None:
-    """The best trial's params and value on the search's run, and its end."""
+def finish_search(client: MlflowClient, run_id: str, best: Any, metric: str,
+                  status: str = "FINISHED") -> None:
+    """The best trial's (a search.Best) params and value on the search's run, and its end."""
     if best:
-        client.log_batch(run_id, metrics=metrics_now({f"best_{metric}": best["value"]}),
-                         params=[Param(f"best.{k}", str(v)) for k, v in best["config"].items()],
-                         tags=[RunTag("best_trial_id", best["trial_id"])])
+        client.log_batch(run_id, metrics=metrics_now({f"best_{metric}": best.value}),
+                         params=[Param(f"best.{k}", str(v)) for k, v in best.config.items()],
+                         tags=[RunTag("best_trial_id", best.trial_id)])
     client.set_terminated(run_id, status)
 
 
@@ -79,7 +79,12 @@ def last_line(error: str) -> str:
 
 class MLflowTrials(tune.Callback):
     """Each Tune trial as a child run of the search's run: params, per-epoch metrics, end state.
-    Every write goes through the outbox, so a tracking server that is away holds up nothing."""
+    Every write goes through the outbox, so a tracking server that is away holds up nothing.
+
+    Each epoch is logged once: a trial that goes on from its checkpoint reports again the
+    epochs that checkpoint holds (a killed driver may have lost them), and those already in
+    the store, or sent by this driver, are not logged twice.
+    """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
                  metrics: tuple[str, ...], stopped_early: Collection[str] = (),
@@ -89,7 +94,12 @@ class MLflowTrials(tune.Callback):
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
         self.outbox = outbox or Outbox(client.tracking_uri)
         self.runs: dict[str, str] = {}  # trial id -> run id
-        self.states: dict[str, str] = {}  # trial id -> its STATE_TAG, once ended
+        self.before: set[str] = set()  # trials whose runs an earlier driver made
+        self.states: dict[str, TrialState] = {}  # trial id -> how it ended
+        self.sent: dict[str, set[int]] = {}  # trial id -> the epochs this driver logged
+        # trial id -> the epochs the store held when this driver first wrote to a run an
+        # earlier driver made (a resumed search runs unfinished trials again)
+        self.stored: dict[str, set[int]] = {}
         self.errors: dict[str, str] = {}  # trial id -> why it failed, in the order they failed
         self.restarts: dict[str, int] = {}
         self.live: set[str] = set()  # trials started and not ended
@@ -101,8 +111,9 @@ class MLflowTrials(tune.Callback):
                 [self.experiment_id], f"tags.mlflow.parentRunId = '{self.parent}'"):
             trial_id = run.data.tags[TRIAL_TAG]
             self.runs[trial_id] = run.info.run_id
+            self.before.add(trial_id)
             if run.data.tags.get(STATE_TAG) in ENDED:
-                self.states[trial_id] = run.data.tags[STATE_TAG]
+                self.states[trial_id] = TrialState(run.data.tags[STATE_TAG])
             if run.data.tags.get(ERROR_TAG):
                 self.errors[trial_id] = run.data.tags[ERROR_TAG]
 
@@ -128,20 +139,39 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))}
-        metrics = metrics_now(values, result["epoch"])  # stamped now, even if sent later
+        sent = self.sent.setdefault(trial.trial_id, set())
+        epoch = int(result["epoch"])
+        values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))
+                  and epoch not in sent}
+        sent.add(epoch)
+        metrics = metrics_now(values, epoch)  # stamped now, even if sent later
         tags = []
         restarts = result.get("restarts", 0)
         if restarts > self.restarts.get(trial.trial_id, 0):
             self.restarts[trial.trial_id] = restarts
             tags = [RunTag(RESTARTS_TAG, str(restarts))]
-        self.outbox.send(lambda: self.client.log_batch(self.run_id(trial), metrics=metrics,
-                                                       tags=tags))
+
+        def write() -> None:
+            run_id = self.run_id(trial)
+            new = metrics if epoch not in self.epochs_stored(trial.trial_id, run_id) else []
+            if new or tags:
+                self.client.log_batch(run_id, metrics=new, tags=tags)
+
+        self.outbox.send(write)
+
+    def epochs_stored(self, trial_id: str, run_id: str) -> set[int]:
+        """The epochs a run made by an earlier driver held when this one first wrote to it
+        (read once, when the store is reachable: the write waits in the outbox till then)."""
+        if trial_id in self.before and trial_id not in self.stored:
+            self.stored[trial_id] = {int(m.step) for m in self.client.get_metric_history(
+                run_id, "epoch")}
+        return self.stored.get(trial_id, set())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         early = trial.trial_id in self.stopped_early
         self.live.discard(trial.trial_id)
-        state = self.states[trial.trial_id] = "stopped_early" if early else "completed"
+        state = self.states[trial.trial_id] = (TrialState.STOPPED_EARLY if early
+                                               else TrialState.COMPLETED)
         self.outbox.send(lambda: self.end_run(self.run_id(trial), state,
                                               "KILLED" if early else "FINISHED"))
 
@@ -151,20 +181,20 @@ class MLflowTrials(tune.Callback):
         local = Path(trial.error_file) if trial.error_file else None
         local = local if local and local.exists() else None
         text = local.read_text() if local else trial.get_error()
-        self.states[trial.trial_id] = "failed"
+        self.states[trial.trial_id] = TrialState.FAILED
         reason = self.errors[trial.trial_id] = last_line(text) if text else "unknown error"
 
         def write() -> None:
             run_id = self.run_id(trial)
             if local:  # the whole traceback, beside the run's metrics
                 self.client.log_artifact(run_id, str(local))
-            self.end_run(run_id, "failed", "FAILED", {ERROR_TAG: reason})
+            self.end_run(run_id, TrialState.FAILED, "FAILED", {ERROR_TAG: reason})
 
         self.outbox.send(write)
 
-    def end_run(self, run_id: str, state: str, status: str, tags: dict[str, str] | None = None
-                ) -> None:
-        tags = {STATE_TAG: state, **(tags or {})}
+    def end_run(self, run_id: str, state: TrialState, status: str,
+                tags: dict[str, str] | None = None) -> None:
+        tags = {STATE_TAG: state.value, **(tags or {})}
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status)
 
@@ -176,13 +206,14 @@ class MLflowTrials(tune.Callback):
         by_id = {t.trial_id: t for t in trials}
         for trial_id in self.live:
             trial = by_id[trial_id]
-            self.outbox.send(lambda t=trial: self.end_run(self.run_id(t), "interrupted",
-                                                          "KILLED"))
+            self.outbox.send(lambda t=trial: self.end_run(
+                self.run_id(t), TrialState.INTERRUPTED, "KILLED"))
         # A driver killed within a second of starting a trial dies before Tune saves that the
         # trial exists: the resumed search never runs it (Optuna suggests another instead).
         for trial_id, run_id in list(self.runs.items()):
             if trial_id not in by_id and trial_id not in self.states:
-                self.outbox.send(lambda r=run_id: self.end_run(r, "discarded", "KILLED"))
+                self.outbox.send(lambda r=run_id: self.end_run(r, TrialState.DISCARDED,
+                                                               "KILLED"))
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The reservoir weights are drawn once from `seed` (so every Ray Train rank builds the same
 reservoir), scaled to `spectral_radius`, and kept as buffers so a checkpoint holds them. With
 `layers` > 1 it is a DeepESN: each layer reads the states of the one below, the readout reads all
-layers. The readout is solved in closed form by ridge regression (see train_loop).
+layers. The readout is solved in closed form by ridge regression (raysearch/fit/ridge.py).
 """
 
 from typing import Literal
@@ -147,3 +147,30 @@ def build(hp: ESNHyper, info: DataInfo) -> ESN:
     return ESN(info.input_shape[-1], info.num_outputs, hp.units, hp.spectral_radius,
                hp.leak_rate, hp.input_scaling, hp.bias_scaling, hp.density, hp.layers, hp.seed,
                hp.pooling if info.task == "classification" else None)
+
+
+def harvest(model: ESN, u: torch.Tensor, y: torch.Tensor, lo: int, hi: int, washout: int,
+            pieces: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """States and targets for steps [lo, hi) of one series.
+
+    The reservoir starts from zero `washout` steps before `lo` (earlier data, where there is any)
+    and those states are dropped, so a stretch cut out of a long series scores every step of it;
+    the series' own first `washout` steps are never scored. With `pieces` > 1 the stretch is cut
+    into that many pieces, each started the same way, and they run side by side as one batch:
+    after the washout a reservoir has forgotten its start (the echo state property), so the
+    states match the sequential ones while the step loop is `pieces` times shorter.
+    """
+    first = max(lo, washout)
+    if first >= hi:
+        return u.new_zeros(0, model.state_size), y[:0]
+    cuts = [first + (hi - first) * i // pieces for i in range(pieces + 1)]
+    cuts = sorted(set(cuts))
+    starts = [max(0, a - washout) for a in cuts[:-1]]
+    longest = max(b - s for s, b in zip(starts, cuts[1:], strict=True))
+    batch = u.new_zeros(len(starts), longest, u.shape[-1])
+    for i, (s, b) in enumerate(zip(starts, cuts[1:], strict=True)):
+        batch[i, :b - s] = u[s:b]  # padded at the end: later steps cannot change earlier states
+    states = model.states(batch)
+    kept = [states[i, a - s:b - s] for i, (s, a, b) in
+            enumerate(zip(starts, cuts[:-1], cuts[1:], strict=True))]
+    return torch.cat(kept), y[first:hi]

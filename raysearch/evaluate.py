@@ -1,0 +1,40 @@
+"""The champion's scores on the test split, computed by the driver (not worker code)."""
+
+from typing import Any
+
+import ray
+import torch
+
+from raysearch import checkpoint
+from raysearch.data.base import ImageFiles
+from raysearch.fit.gradient import image_loader, streamed_sums
+from raysearch.job import SearchSetup
+from raysearch.metrics import (
+    classification_metrics,
+    classification_sums,
+    forecast_metrics,
+    forecast_sums,
+    free_run_metrics,
+)
+from raysearch.models import MODELS
+
+
+def evaluate(setup: SearchSetup, hyper: dict[str, Any], folder: str, split: str = "test"
+             ) -> dict[str, float]:
+    """The metrics of the model saved in `folder` (trained with `hyper`) on one split."""
+    family = MODELS[setup.model]
+    hp = family.hyperparams(**hyper)
+    splits, info = ray.get(setup.data_ref)
+    model = checkpoint.load(folder)
+    if isinstance(splits[split], ImageFiles):
+        cpu = torch.device("cpu")  # the driver decodes in its own process
+        sums = streamed_sums(model, image_loader(splits[split], 256, None, 0, cpu), cpu)
+        return classification_metrics(sums, split)
+    x, y = splits[split]
+    if info.free_run:
+        scores = free_run_metrics(model, x, info, hp.washout)
+        return {f"{split}_{key.removeprefix('val_')}": v for key, v in scores.items()}
+    if info.task == "forecasting":
+        warm = hp.washout if family.fit == "ridge" else hp.window
+        return forecast_metrics(forecast_sums(model, x, y, 0, len(x), warm), split)
+    return classification_metrics(classification_sums(model, x, y), split)

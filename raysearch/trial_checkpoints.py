@@ -1,0 +1,69 @@
+"""A trial's checkpoints in the search's storage, written by its rank 0 after every epoch.
+
+<storage>/<name>/train/<name>-<trial id>/checkpoint_<epoch>/ holds the model (config.json,
+model.pt: what is promoted) and what going on needs (train_state.pt: the optimizer state or an
+ESN's ridge sums, and the metrics of every epoch so far, which a resumed trial reports again
+where the driver lost them). A checkpoint counts once its marker is written, after its files;
+the trial's best (on the objective) and latest are kept.
+"""
+
+import tempfile
+from contextlib import AbstractContextManager
+
+import pyarrow.fs
+import ray.train
+
+from raysearch.storage import filesystem
+
+PREFIX = "checkpoint_"
+MARKER = ".complete"
+
+
+class TrialCheckpoints:
+    def __init__(self, folder: str, metric: str, mode: str) -> None:
+        """`folder`: the trial's folder, a local path or a bucket URI."""
+        self.fs, self.root = filesystem(folder)
+        self.metric, self.mode = metric, mode
+
+    def path(self, epoch: int) -> str:
+        """Where epoch `epoch`'s checkpoint goes, as Tune's results and the registry name it
+        (a path in the storage's file system)."""
+        return f"{self.root}/{PREFIX}{epoch:06d}"
+
+    def epochs(self) -> tuple[list[int], list[int]]:
+        """The epochs with a checkpoint, complete and incomplete, in order."""
+        found = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True,
+                                                              recursive=True))
+        paths = {info.path for info in found}
+        epochs = sorted(int(name.removeprefix(PREFIX)) for name in
+                        (p.rsplit("/", 1)[-1] for p in paths)
+                        if name.startswith(PREFIX) and name.removeprefix(PREFIX).isdigit())
+        complete = [e for e in epochs if f"{self.path(e)}/{MARKER}" in paths]
+        return complete, [e for e in epochs if e not in complete]
+
+    def latest(self) -> str | None:
+        complete, _ = self.epochs()
+        return self.path(complete[-1]) if complete else None
+
+    def local(self, path: str) -> AbstractContextManager[str]:
+        """A checkpoint as a local folder (fetched when the storage is a bucket)."""
+        return ray.train.Checkpoint(path, filesystem=self.fs).as_directory()
+
+    def save(self, epoch: int, write, history: list[dict]) -> None:
+        """`write(folder)` fills a local folder; it goes to storage as epoch `epoch`'s
+        checkpoint, then every checkpoint but the best (scored by `history`, the metrics of
+        every epoch reported) and this latest one is deleted."""
+        with tempfile.TemporaryDirectory() as folder:
+            write(folder)
+            self.fs.create_dir(self.path(epoch))
+            pyarrow.fs.copy_files(folder, self.path(epoch), destination_filesystem=self.fs)
+        with self.fs.open_output_stream(f"{self.path(epoch)}/{MARKER}"):
+            pass
+        scores = {entry["epoch"]: entry[self.metric] for entry in history}
+        complete, incomplete = self.epochs()
+        scored = [e for e in complete if e in scores]
+        pick = min if self.mode == "min" else max
+        best = pick(scored, key=scores.get) if scored else epoch
+        for e in [*incomplete, *complete]:
+            if e not in (epoch, best):
+                self.fs.delete_dir(self.path(e))
