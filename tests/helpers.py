@@ -12,6 +12,7 @@ from pathlib import Path
 import ray
 import requests
 from mlflow import MlflowClient
+from ray.util.state import list_actors
 
 from raysearch import search, tracking
 
@@ -57,16 +58,22 @@ def child_runs(client: MlflowClient, outcome: search.Outcome):
                               f"tags.mlflow.parentRunId = '{outcome.parent_run_id}'")
 
 
+TRAIN_ACTORS = ("TrainController", "RayTrainWorker", "Dispatcher")
+
+
 def assert_nothing_left_running(within_s: float = 30.0) -> None:
-    """No Ray Train worker group's placement group outlives the search. A stopped trial's group
-    is removed by Ray Train's cleaner actor, which polls: give it a bounded time."""
+    """No pool outlives the search: no placement group, no Train controller or worker, no
+    dispatcher. A pool's group is removed as its Train run ends: give it a bounded time."""
     deadline = time.time() + within_s
     while True:
-        live = [g for g in ray.util.placement_group_table().values() if g["state"] != "REMOVED"]
-        if not live or time.time() > deadline:
+        groups = [g for g in ray.util.placement_group_table().values()
+                  if g["state"] != "REMOVED"]
+        actors = [a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")])
+                  if a.class_name in TRAIN_ACTORS]
+        if not groups and not actors or time.time() > deadline:
             break
         time.sleep(0.5)
-    assert live == []
+    assert groups == [] and actors == []
 
 
 def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
@@ -96,3 +103,49 @@ def stop_process_group(server: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     server.wait(timeout=30)
+
+
+def train_runs_started() -> int:
+    """Ray Train runs started on the cluster so far, ended ones too: one per pool start."""
+    return len(list_actors(filters=[("class_name", "=", "TrainController")], limit=10_000))
+
+
+def listening_addresses(root: int) -> dict[str, str]:
+    """The addresses (ip:port) on which process `root` and every process below it listen for
+    TCP connections, each with the name of its process (Ray's: 'ray::RayTrainWorker', ...)."""
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:  # the fields after the name, which may hold spaces: state, ppid, ...
+            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
+                                    .split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree}
+        grew, tree = bool(below - tree), tree | below
+    sockets = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                sockets[f"socket:[{fields[9]}]"] = _address(fields[1])
+    found = {}
+    for pid in tree:
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0].split()[0]
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except (OSError, IndexError):
+            continue
+        found.update({sockets[link]: name for link in links if link in sockets})
+    return found
+
+
+def _address(hex_address: str) -> str:
+    """'0100007F:1F90' -> '127.0.0.1:8080'; IPv6 as its 16 bytes, ::ffff:a.b.c.d as a.b.c.d."""
+    ip, port = hex_address.split(":")
+    raw = b"".join(bytes.fromhex(ip[i:i + 8])[::-1] for i in range(0, len(ip), 8))
+    if len(raw) == 16 and raw[:12] == bytes(10) + b"\xff\xff":
+        raw = raw[12:]
+    host = ".".join(map(str, raw)) if len(raw) == 4 else socket.inet_ntop(socket.AF_INET6, raw)
+    return f"{host}:{int(port, 16)}"

@@ -6,7 +6,14 @@ import signal
 from pathlib import Path
 
 import ray
-from helpers import assert_nothing_left_running, child_runs, cli, own_tracebacks, trial_runs
+from helpers import (
+    assert_nothing_left_running,
+    child_runs,
+    cli,
+    own_tracebacks,
+    train_runs_started,
+    trial_runs,
+)
 from mlflow import MlflowClient
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
@@ -65,6 +72,40 @@ def test_a_search_whose_trials_all_diverge_exits_1_with_the_first_reason(
     assert_nothing_left_running()
 
 
+DIVERGING_THEN_NOT = """\
+    name: diverging-then-not
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 3, sampler: random, seed: 0, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: categorical, choices: [1.0e+30, 0.01]}
+    fixed: {channels: 4, optimizer: sgd}
+"""
+
+
+def test_a_diverging_trial_fails_alone_and_the_pool_runs_the_next(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    """Seed 0 samples lr 0.01, then 1e30, then 0.01: the middle trial diverges at its first
+    epoch, and the one after it trains both epochs on the same warm pool."""
+    pools_before = train_runs_started()
+    outcome = search.run(load_spec(write_spec(DIVERGING_THEN_NOT)), tracking_uri,
+                         str(tmp_path / "results"))
+    assert train_runs_started() - pools_before == 1
+    client = MlflowClient(tracking_uri)
+    runs = sorted(child_runs(client, outcome), key=lambda r: r.info.start_time)
+    assert [r.data.params["lr"] for r in runs] == ["0.01", "1e+30", "0.01"]
+    assert [r.data.tags[tracking.STATE_TAG] for r in runs] == ["completed", "failed",
+                                                                "completed"]
+    assert runs[1].data.tags[tracking.ERROR_TAG] == "Diverged: train_loss is nan at epoch 1"
+    for r in (runs[0], runs[2]):
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "val_accuracy")] == [
+            1, 2]
+    assert_nothing_left_running()
+
+
 RAISING = """\
     name: raising
     model: esn
@@ -112,7 +153,7 @@ SLOW = """\
     model: cnn
     data: {{name: digits}}
     objective: {{metric: val_accuracy, mode: max}}
-    search: {{trials: 1}}
+    search: {{trials: {trials}}}
     scheduler: {{type: none, max_t: {epochs}}}
     resources: {{workers: 2, cpus_per_worker: 1, start_timeout_s: 5}}
     params:
@@ -137,20 +178,22 @@ class KillAWorker(tune.Callback):
         self.killed.append(workers[-1].pid)
 
 
-def test_a_killed_worker_restarts_the_group_from_the_latest_checkpoint(
+def test_a_killed_worker_restarts_the_pool_and_its_trial_goes_on_from_its_checkpoint(
         ray_cluster, tmp_path, tracking_uri, write_spec):
-    spec = load_spec(write_spec(SLOW.format(name="lost-worker", epochs=8)))
+    spec = load_spec(write_spec(SLOW.format(name="lost-worker", trials=2, epochs=4)))
     killer = KillAWorker()
     outcome = search.run(spec, tracking_uri, str(tmp_path / "results"), callbacks=(killer,))
 
     assert len(killer.killed) == 1
-    assert outcome.count("completed") == 1
-    (run,) = child_runs(MlflowClient(tracking_uri), outcome)
-    assert run.data.tags[tracking.RESTARTS_TAG] == "1"
-    # every epoch reported, none skipped: the new group went on from the last checkpoint
-    steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(
-        run.info.run_id, "val_accuracy")]
-    assert sorted(set(steps)) == list(range(1, 9))
+    assert outcome.count("completed") == 2
+    client = MlflowClient(tracking_uri)
+    first, second = sorted(child_runs(client, outcome), key=lambda r: r.info.start_time)
+    assert first.data.tags[tracking.RESTARTS_TAG] == "1"
+    assert tracking.RESTARTS_TAG not in second.data.tags  # the next trial: a whole new group
+    for run in (first, second):
+        # every epoch reported once, none skipped: the new group went on from the checkpoint
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == [1, 2, 3, 4]
     assert_nothing_left_running()
 
 
@@ -167,7 +210,7 @@ def test_a_trial_whose_workers_never_start_fails_after_the_start_timeout(
     holder = HoldACpu.remote()
     ray.get(holder.ready.remote())
     try:
-        spec = load_spec(write_spec(SLOW.format(name="never-starts", epochs=1)))
+        spec = load_spec(write_spec(SLOW.format(name="never-starts", trials=1, epochs=1)))
         outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
     finally:
         ray.kill(holder)

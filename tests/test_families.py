@@ -69,7 +69,7 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
                                              fixed=fixed)))
     outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
     assert outcome.count("completed") == 1, outcome.errors
-    value = outcome.best["value"]
+    value = outcome.best.value
     assert value > good if spec.objective.mode == "max" else value < good
     assert outcome.promotion.champion and outcome.test_metrics
     assert_nothing_left_running()

@@ -14,8 +14,9 @@ from PIL import Image
 import raysearch
 from raysearch import checkpoint
 from raysearch.data import DATASETS, DataError
+from raysearch.fit.gradient import augment, windows
 from raysearch.models import MODELS
-from raysearch.train_loop import augment, harvest, windows
+from raysearch.models.esn import harvest
 
 SMALL = {"esn": {"units": 40}, "resnet18": {"width": 8}, "resnet34": {"width": 8},
          "resnet50": {"width": 8}, "cnn": {"channels": 4},
@@ -209,7 +210,7 @@ def test_a_generative_esn_reproduces_a_sine_wave_on_its_own_output():
 
 def test_a_generative_esn_runs_84_steps_on_its_own_output():
     """Jaeger's NRMSE84 protocol: teacher-forced training, then 84 free-running steps."""
-    from raysearch.train_loop import free_run_metrics
+    from raysearch.metrics import free_run_metrics
 
     dataset = DATASETS["mackey_glass"]
     splits, info = dataset.load(dataset.options(mode="generative", horizon=84, length=4500))

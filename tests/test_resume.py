@@ -1,6 +1,7 @@
 """A search survives its driver: Ctrl-C saves it, SIGKILL loses nothing finished, and
 `raysearch tune --resume` goes on with it on a real Ray cluster and a real MLflow store."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,9 +9,11 @@ import sys
 import time
 
 import helpers
+import torch
 from mlflow import MlflowClient
 
 from raysearch import tracking
+from raysearch.tracking import TRIAL_TAG
 
 SPACE = """\
     name: resumable
@@ -107,3 +110,66 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
     parents = client.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert client.get_model_version_by_alias("resumable", "champion")
+
+
+LOST_REPORT = """\
+    name: lost-report
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 1, sampler: random, seed: 0}
+    scheduler: {type: asha, max_t: 3, grace_period: 1, reduction_factor: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-2, log: true}
+    fixed: {channels: 8, optimizer: adam, batch_size: 64}
+"""
+# A driver killed the moment Tune hands it the trial's epoch-2 result, before raysearch's MLflow
+# callback has seen it: the epoch-2 checkpoint is in storage, its metrics nowhere else.
+DIES_AT_EPOCH_2 = """\
+import os, signal, sys
+import ray
+from ray import tune
+from raysearch import search
+from raysearch.spec import load_spec
+
+class DieAtEpoch2(tune.Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+ray.init(address=sys.argv[4])
+search.run(load_spec(sys.argv[1]), sys.argv[2], sys.argv[3], callbacks=(DieAtEpoch2(),))
+"""
+
+
+def test_an_epoch_whose_report_died_with_the_driver_is_logged_once_on_resume(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    storage = tmp_path / "results"
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_AT_EPOCH_2, str(write_spec(LOST_REPORT)), tracking_uri,
+         str(storage), ray_cluster.address_info["address"]],
+        capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    client = MlflowClient(tracking_uri)
+    (run,) = helpers.trial_runs(client, "lost-report")
+    assert [step for step, _ in history(client, run)] == [1]  # epoch 2 died with the driver
+
+    resumed = helpers.cli("tune", "--resume", "lost-report", "--storage", str(storage),
+                          env={"RAY_ADDRESS": ray_cluster.address_info["address"]})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "trials: 1 completed" in resumed.stdout
+
+    (run,) = helpers.trial_runs(client, "lost-report")
+    logged = history(client, run)
+    assert [step for step, _ in logged] == [1, 2, 3]  # each epoch once, epoch 2 included
+    # with the values the trial reported: those its last checkpoint holds
+    trial_dir = storage / "lost-report" / "train" / f"lost-report-{run.data.tags[TRIAL_TAG]}"
+    last = max(trial_dir.glob("checkpoint_*"))
+    kept = torch.load(last / "train_state.pt", weights_only=True)["history"]
+    assert logged == [(entry["epoch"], entry["val_accuracy"]) for entry in kept]
+    # Tune, and so ASHA (it sees every result before the callbacks), heard of epoch 2 and
+    # judged the trial at that rung: the result the dead driver never logged is in Tune's log
+    (results,) = (storage / "lost-report").glob(f"*{run.data.tags[TRIAL_TAG]}*/result.json")
+    epochs = [json.loads(line)["epoch"] for line in results.read_text().splitlines()]
+    assert 2 in epochs

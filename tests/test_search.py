@@ -1,10 +1,22 @@
 """End to end on a real local Ray cluster: Optuna + ASHA over 2-worker gloo TorchTrainer trials,
 a real SQLite MLflow store, the registry and `raysearch pull`."""
 
+import os
+import subprocess
+import sys
+import time
+
 import mlflow
 import pytest
 import torch
-from helpers import assert_nothing_left_running, child_runs, cli, own_tracebacks
+from helpers import (
+    assert_nothing_left_running,
+    child_runs,
+    cli,
+    listening_addresses,
+    own_tracebacks,
+    train_runs_started,
+)
 from mlflow import MlflowClient
 
 import raysearch
@@ -47,11 +59,14 @@ ESN = """\
 def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri, write_spec):
     space = write_spec(DIGITS)
     env = {"RAY_ADDRESS": ray_cluster.address_info["address"]}
+    pools_before = train_runs_started()
     run = cli("tune", "--space", str(space), "--tracking-uri", tracking_uri,
               "--storage", str(tmp_path / "results"), env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "now champion" in run.stdout
     assert own_tracebacks(run.stderr) == []
+    # all four trials ran on the search's one warm pool: a trial ASHA stopped freed it
+    assert train_runs_started() - pools_before == 1
 
     client = MlflowClient(tracking_uri)
     parent = client.search_runs([client.get_experiment_by_name("digits-e2e").experiment_id],
@@ -97,7 +112,7 @@ def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, 
     outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
 
     assert outcome.count("failed") == 0 and len(outcome.states) == 3
-    assert outcome.best["value"] < 0.05  # a 50-200 unit ESN forecasts one step well
+    assert outcome.best.value < 0.05  # a 50-200 unit ESN forecasts one step well
     assert outcome.promotion.champion
     client = MlflowClient(tracking_uri)
     for child in child_runs(client, outcome):
@@ -105,7 +120,7 @@ def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, 
 
     out = tracking.pull(client, "esn-e2e", tmp_path / "pulled")[0]
     model = raysearch.load(out)
-    assert model.kwargs["units"] == outcome.best["config"]["units"]
+    assert model.kwargs["units"] == outcome.best.config["units"]
     u, y = DATASETS["mackey_glass"].load(spec.data_options())[0]["test"]
     prediction = model(u[None])[0, 50:]
     nrmse = ((prediction - y[50:]).pow(2).mean() / y[50:].var(unbiased=False)).sqrt().item()
@@ -134,7 +149,7 @@ def test_a_worse_search_leaves_the_champion(ray_cluster, tmp_path, tracking_uri,
 
     bad = load_spec(write_spec(CHAMPION.format(epochs=1, lr=1e-7, lr2=2e-7)))
     second = search.run(bad, tracking_uri, str(tmp_path / "results"))
-    assert second.best["value"] < first.best["value"]
+    assert second.best.value < first.best.value
     assert not second.promotion.champion
     assert second.promotion.version != first.promotion.version
     assert_nothing_left_running()
@@ -143,32 +158,86 @@ def test_a_worse_search_leaves_the_champion(ray_cluster, tmp_path, tracking_uri,
     assert str(champion.version) == first.promotion.version
 
 
-SAME_TRIAL_TWICE = """\
-    name: same-trial-twice
+SAME_TRIAL = """\
+    name: same-trial
     model: cnn
     data: {name: digits}
     objective: {metric: val_accuracy, mode: max}
-    search: {trials: 2, sampler: random, seed: 0, max_concurrent: 1}
+    search: {trials: 4, sampler: random, seed: 0, max_concurrent: 1}
     scheduler: {type: none, max_t: 2}
     resources: {workers: 2, cpus_per_worker: 1}
     params:
       optimizer: {type: categorical, choices: [adam]}
-    fixed: {channels: 8, lr: 0.01, batch_size: 64, seed: 3}
+    fixed: {channels: 8, lr: 0.01, batch_size: 64, seed: 3, dropout: 0.2}
 """
 
 
-def test_the_overhead_mechanisms_leave_results_alone(ray_cluster, tmp_path, tracking_uri,
-                                                     write_spec):
-    """The first trial starts in a fresh actor, the second in the one it leaves (reuse_actors),
-    both reading the data the driver put in the object store: a seeded trial reports the same
-    numbers either way."""
-    spec = load_spec(write_spec(SAME_TRIAL_TWICE))
-    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
+def test_a_seeded_trial_reports_the_same_first_or_fourth_on_a_pool_or_on_fresh_workers(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    """Four trials of one seeded config on one warm pool, one after another, then the same
+    config in a search whose trial gets a fresh TorchTrainer (reuse_workers: false): each
+    reports the same numbers, epoch by epoch (dropout draws from the seeded generator too)."""
+    path = write_spec(SAME_TRIAL)
     client = MlflowClient(tracking_uri)
-    histories = [{key: [m.value for m in client.get_metric_history(run.info.run_id, key)]
-                  for key in ("val_accuracy", "val_loss", "train_loss")}
-                 for run in child_runs(client, outcome)]
-    assert len(histories) == 2 and len(histories[0]["val_accuracy"]) == 2
-    assert histories[0] == histories[1]
-    assert outcome.count("completed") == 2
+
+    def histories(outcome: search.Outcome) -> list[dict]:
+        runs = sorted(child_runs(client, outcome), key=lambda r: r.info.start_time)
+        return [{key: [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, key)]
+                 for key in ("val_accuracy", "val_loss", "train_loss")} for r in runs]
+
+    pools_before = train_runs_started()
+    warm = search.run(load_spec(path), tracking_uri, str(tmp_path / "results"))
+    assert train_runs_started() - pools_before == 1
+    cold = search.run(load_spec(path, ["resources.reuse_workers=false", "search.trials=2"],
+                                name="same-trial-cold"), tracking_uri, str(tmp_path / "results"))
+    assert train_runs_started() - pools_before == 3  # a Train run of its own for each trial
+
+    first, *later = histories(warm) + histories(cold)
+    assert len(first["val_accuracy"]) == 2 and len(later) == 5
+    assert all(h == first for h in later)
+    assert warm.count("completed") == 4 and cold.count("completed") == 2
     assert_nothing_left_running()
+
+
+LOCAL = """\
+    name: own-ray
+    model: esn
+    data: {name: mackey_glass, length: 1000}
+    objective: {metric: val_nrmse, mode: min}
+    search: {trials: 2, sampler: random, seed: 0}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      units: {type: int, low: 30, high: 60}
+"""
+
+
+def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(tmp_path, write_spec):
+    """`raysearch tune` with no cluster to join starts a Ray instance for itself, as on a
+    laptop: none of its processes (GCS, raylet, dashboard, agents, pools' workers) listens on an
+    address that another machine could reach, from the start to the end of the search. The one
+    exception is torch's: the rendezvous store (TCPStore) a pool's rank 0 opens for its worker
+    group binds every interface, and no torch setting changes that (README)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    # Ray Train's placement-group cleaner asks this instance's state API, not the session's
+    env["RAY_API_SERVER_ADDRESS"] = "http://127.0.0.1:8265"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raysearch", "tune", "--space", str(write_spec(LOCAL)),
+         "--storage", str(tmp_path / "results")], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, str] = {}
+    try:
+        while driver.poll() is None:
+            seen.update(listening_addresses(driver.pid))
+            time.sleep(0.5)
+        out, err = driver.communicate()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, out[-2000:] + err[-2000:]
+    assert "trials: 2 completed" in out and "now champion" in out
+    assert (tmp_path / "mlflow.db").exists()  # the embedded store, in the working directory
+    assert len(seen) > 5  # GCS, raylet, dashboard, its agents, workers
+    outward = {a: name for a, name in seen.items() if not a.startswith("127.")}
+    assert list(outward.values()) == ["ray::RayTrainWorker"]  # the warm pool's rendezvous
