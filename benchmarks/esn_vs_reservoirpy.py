@@ -24,8 +24,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from raysearch.data import DATASETS  # noqa: E402
+from raysearch.metrics import forecast_metrics, forecast_sums  # noqa: E402
 from raysearch.models import MODELS  # noqa: E402
-from raysearch.train_loop import forecast_metrics, forecast_sums, harvest  # noqa: E402
+from raysearch.models.esn import harvest  # noqa: E402
 
 
 def raysearch_fit(splits, info, args, seed: int, pieces: int) -> tuple[float, float, float]:

@@ -22,9 +22,9 @@ import ray  # noqa: E402
 
 from raysearch import checkpoint, search  # noqa: E402
 from raysearch.data import DATASETS  # noqa: E402
+from raysearch.metrics import free_run_metrics  # noqa: E402
 from raysearch.models import MODELS  # noqa: E402
 from raysearch.spec import load_spec, resolve_space  # noqa: E402
-from raysearch.train_loop import free_run_metrics  # noqa: E402
 
 JAEGER_NRMSE84 = 2.8e-4
 
@@ -42,19 +42,19 @@ def main() -> None:
         outcome = search.run(spec, f"sqlite:///{tmp}/mlflow.db", f"{tmp}/results")
         wall = time.perf_counter() - began
         best = outcome.best
-        model = checkpoint.load(best["checkpoint"])
+        model = checkpoint.load(best.checkpoint)
         options = spec.data_options().model_copy(update={"free_runs": 100})
         splits, info = DATASETS["mackey_glass"].load(options)
-        washout = MODELS["esn"].hyperparams(**best["config"]).washout
+        washout = MODELS["esn"].hyperparams(**best.config).washout
         test = free_run_metrics(model, splits["test"][0], info, washout)["val_nrmse"]
     ray.shutdown()
     print(f"search of esn.yaml in generative mode: {args.trials} trials, "
           f"{outcome.count('completed')} completed, {outcome.count('stopped_early')} stopped "
           f"early, {wall:.0f} s")
-    print(f"best trial: {best['config']}")
+    print(f"best trial: {best.config}")
     print(f"{'':36} {'NRMSE84':>9} {'/ Jaeger':>9}")
-    print(f"{'raysearch, validation (20 starts)':36} {best['value']:9.2e} "
-          f"{best['value'] / JAEGER_NRMSE84:9.1f}")
+    print(f"{'raysearch, validation (20 starts)':36} {best.value:9.2e} "
+          f"{best.value / JAEGER_NRMSE84:9.1f}")
     print(f"{'raysearch, test (100 starts)':36} {test:9.2e} {test / JAEGER_NRMSE84:9.1f}")
     print(f"{'Jaeger, 400 units, 3,000 steps':36} {JAEGER_NRMSE84:9.2e} {1:9.1f}")
 

@@ -33,13 +33,13 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
-from trial_overhead import Clock  # noqa: E402
+from trial_overhead import TuneClock  # noqa: E402
 
 from raysearch import search  # noqa: E402
 from raysearch.data import DATASETS  # noqa: E402
+from raysearch.fit.gradient import augment  # noqa: E402
 from raysearch.models.resnet import ResNet  # noqa: E402
 from raysearch.spec import load_spec  # noqa: E402
-from raysearch.train_loop import augment  # noqa: E402
 
 CLASSES = 10
 
@@ -107,7 +107,7 @@ def raysearch_trial(root: Path, args, gpus: int, tmp: str) -> tuple[list[float],
     compute as the worker timed it (`epoch_s`)."""
     path = Path(tmp) / "throughput.yaml"
     path.write_text(textwrap.dedent(SPACE.format(root=root, gpus=gpus, **vars(args))))
-    clock = Clock()
+    clock = TuneClock()
     search.run(load_spec(path), f"sqlite:///{tmp}/mlflow.db", f"{tmp}/results", callbacks=(clock,))
     (reports,) = clock.reports.values()
     arrivals = [t for t, _ in reports]
