@@ -208,6 +208,10 @@ BROKEN = [
      "fixed.leak_rate", "finite number"),
     ("negative gpus", ESN, ("gpus_per_worker: 0}", "gpus_per_worker: -1}"),
      "resources.gpus_per_worker", "greater than or equal to 0"),
+    # trials share the search's warm pools, which have one shape
+    ("a searched resource", ESN, ("  ridge:", "  workers: {type: int, low: 1, high: 2}  # <-\n"
+                                            "  ridge:"),
+     "params.workers", "a key of resources, not a hyperparameter"),
 ]
 
 
