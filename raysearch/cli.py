@@ -204,7 +204,8 @@ def logs(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists 
 @app.command()
 def stop(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists it"),
          address: str = AddressOption) -> None:
-    """Stop a job (its trials stop; finished ones stay in MLflow and the storage)."""
+    """Stop a job as Ctrl-C stops a search: Tune saves it, the running trials' runs are marked
+    interrupted, finished trials stay in MLflow and the storage."""
     from raysearch import remote
 
     try:

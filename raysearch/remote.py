@@ -85,9 +85,14 @@ def submit(client: JobSubmissionClient, spec_file: Path, name: str, args: list[s
         try:
             return client.submit_job(
                 entrypoint=entrypoint, submission_id=submission_id,
-                # the working directory is temporary: results and a default store go home
-                runtime_env={"working_dir": folder,
-                             "env_vars": {"RAYSEARCH_HOME": "~/raysearch"}},
+                runtime_env={"working_dir": folder, "env_vars": {
+                    # the working directory is temporary: results and a default store go home
+                    "RAYSEARCH_HOME": "~/raysearch",
+                    # `raysearch stop` is a Ctrl-C: Tune saves the search, its runs are marked
+                    # interrupted and its pools stopped (their resource requests withdrawn, so
+                    # the autoscaler can remove their nodes), instead of a SIGTERM that kills
+                    # the driver outright 3 s before a SIGKILL
+                    "RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}},
                 metadata={TAG: "1", "name": name, "space": spec_file.name})
         except Exception as e:  # noqa: BLE001  the Jobs API raises RuntimeError with the body
             raise ClusterError(f"the cluster refused the job: {str(e).splitlines()[0]}") from None

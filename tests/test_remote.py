@@ -214,6 +214,12 @@ def test_a_job_stops_on_request(cluster, tmp_path):
     stopped = cli("stop", job, "--address", cluster.dashboard, only_env=cluster.env())
     assert stopped.returncode == 0, stopped.stderr
     assert f"job {job}: STOPPED" in stopped.stdout
+    # stopped as Ctrl-C stops a search, not killed: its run says so (a killed driver leaves it
+    # RUNNING, and its pool's resource request would keep the autoscaler's nodes for minutes)
+    server = MlflowClient(cluster.mlflow)
+    experiment = server.get_experiment_by_name("stopped")
+    (parent,) = server.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
+    assert parent.info.status == "KILLED"
 
 
 def test_gpu_trials_scale_fake_gpu_nodes_up_and_down_and_checkpoint_to_a_bucket(
