@@ -117,7 +117,7 @@ class Dispatcher:
             p = self.pools.setdefault(pool, _Pool())
             job = self._current(p, -1) or p.reserved or (self.queue[0] if self.queue else None)
             if job is not None:
-                if job is not p.reserved and job in self.queue:
+                if job in self.queue:
                     self.queue.remove(job)
                 self._end(self.trials[job.trial_id], end, why)
             p.reserved, p.incarnation, p.controller = None, None, None
