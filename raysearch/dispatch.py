@@ -31,8 +31,10 @@ class _Trial:
     ended: bool = False
     cancelled: bool = False
     posted: dict[int, bool] = field(default_factory=dict)  # epoch -> the scheduler stops it
-    # of the worker group now running it (a new one starts afresh: `generation`):
+    # What the worker group now running it has said and heard; a restarted group counts up
+    # `generation` and starts these afresh.
     generation: int = 0
+    start: tuple[str | None] | None = None  # the checkpoint rank 0 goes on from, once it chose
     reported: set[int] = field(default_factory=set)  # the epochs rank 0 reported
     answers: dict[int, Verdict] = field(default_factory=dict)  # epoch -> what the ranks heard
     raised: dict[int, str] = field(default_factory=dict)  # rank -> its traceback, first first
@@ -41,6 +43,8 @@ class _Trial:
 @dataclass
 class _Pool:
     incarnation: str | None = None  # the placement group of its current worker group
+    gone: set[str] = field(default_factory=set)  # the placement groups of its lost ones
+    waiting: bool = False  # its rank 0 waits for a job: it is up and has none
     jobs: list[Job] = field(default_factory=list)  # every job it was given, in order (seq)
     reserved: Job | None = None  # the job a pool being started will run first
     controller: Any = None  # its Train controller, to abort it
@@ -50,6 +54,7 @@ class _Pool:
 @ray.remote(num_cpus=0)
 class Dispatcher:
     def __init__(self, max_failures: int, decision_wait_s: float = 60.0) -> None:
+        """Create with `max_concurrency` above every rank's one waiting call (search.py)."""
         self.max_failures = max_failures
         self.decision_wait_s = decision_wait_s  # past this a rung's epoch goes on undecided
         self.queue: deque[Job] = deque()
@@ -101,10 +106,11 @@ class Dispatcher:
             self.changed.notify_all()
 
     async def claim(self, pool: str) -> str | None:
-        """For a pool about to be started: wait for a job no pool has, and keep it for this
-        one; its trial id, or None once the search has ended."""
+        """For a pool about to be started: wait for a job that no pool which is up and idle can
+        take, and keep it for this one; its trial id, or None once the search has ended."""
         async with self.changed:
-            await self._wait(lambda: self.closed or self.queue, None)
+            await self._wait(lambda: self.closed or self.queue and not any(
+                p.waiting for p in self.pools.values()), None)
             if self.closed:
                 return None
             job = self.pools.setdefault(pool, _Pool()).reserved = self.queue.popleft()
@@ -112,15 +118,15 @@ class Dispatcher:
 
     async def pool_failed(self, pool: str, end: End, why: str) -> None:
         """The pool's Train run ended in an error (its workers never started, or it gave up):
-        the job it ran, or the trial waiting for it, ends with `why`."""
+        the job it ran, or the one kept for it, ends with `why`."""
         async with self.changed:
             p = self.pools.setdefault(pool, _Pool())
-            job = self._current(p, -1) or p.reserved or (self.queue[0] if self.queue else None)
+            job = self._current(p, -1) or p.reserved
             if job is not None:
-                if job in self.queue:
-                    self.queue.remove(job)
                 self._end(self.trials[job.trial_id], end, why)
-            p.reserved, p.incarnation, p.controller = None, None, None
+            if p.incarnation is not None:
+                p.gone.add(p.incarnation)
+            p.reserved, p.incarnation, p.controller, p.waiting = None, None, None, False
             self.changed.notify_all()
 
     async def controllers(self) -> list[Any]:
@@ -139,21 +145,45 @@ class Dispatcher:
 
     async def take(self, pool: str, rank: int, incarnation: str, after: int) -> Job | None:
         """The job every rank of the pool runs after job `after` (-1: a fresh process); rank 0
-        takes it from the queue, the others wait for it. None: the search has ended."""
+        takes it from the queue, the others wait for it. None: the search has ended, or the
+        asking rank's worker group is one the pool lost (a call its dead rank left waiting)."""
         async with self.changed:
             p = self.pools.setdefault(pool, _Pool())
             self._arrive(p, incarnation)
-            while True:
-                job = self._current(p, after)
-                if job is not None or self.closed:
-                    return job
-                if rank == 0 and (p.reserved or self.queue):
-                    job, p.reserved = p.reserved or self.queue.popleft(), None
-                    job.seq = len(p.jobs)
-                    p.jobs.append(job)
-                    self.changed.notify_all()
-                    return job
-                await self.changed.wait()
+            try:
+                while p.incarnation == incarnation:
+                    job = self._current(p, after)
+                    if job is not None or self.closed:
+                        return job
+                    if rank == 0 and (p.reserved or self.queue):
+                        job, p.reserved = p.reserved or self.queue.popleft(), None
+                        job.seq = len(p.jobs)
+                        p.jobs.append(job)
+                        self.changed.notify_all()
+                        return job
+                    if rank == 0 and not p.waiting:
+                        p.waiting = True
+                        self.changed.notify_all()  # a pool being started need not take a job
+                    await self.changed.wait()
+                return None
+            finally:
+                if rank == 0 and p.incarnation == incarnation:
+                    p.waiting = False
+
+    async def start_from(self, trial_id: str, rank: int, checkpoint: str | None = None
+                         ) -> str | None:
+        """The checkpoint every rank of the trial's group goes on from (None: from the start):
+        the one rank 0 found, so all ranks replay and resume alike whatever their view of the
+        storage (an NFS cache may lag)."""
+        trial = self.trials[trial_id]
+        async with self.changed:
+            generation = trial.generation
+            if rank == 0 and trial.start is None:
+                trial.start = (checkpoint,)
+                self.changed.notify_all()
+            await self._wait(lambda: trial.start is not None
+                             or trial.generation != generation, REPORT_WAIT_S)
+            return trial.start[0] if trial.start and trial.generation == generation else None
 
     async def report(self, trial_id: str, result: dict[str, Any]) -> None:
         async with self.changed:
@@ -218,14 +248,17 @@ class Dispatcher:
     def _arrive(self, p: _Pool, incarnation: str) -> None:
         """A rank of worker group `incarnation` asks; a new group of a pool that had one before
         means its workers were lost, and the job they ran goes on in the new group."""
-        if p.incarnation == incarnation:
+        if p.incarnation == incarnation or incarnation in p.gone:
             return
         job = self._current(p, -1) if p.incarnation is not None else None
+        if p.incarnation is not None:
+            p.gone.add(p.incarnation)
+        p.waiting = False
         if job is not None:
             job.restarts += 1
             trial = self.trials[job.trial_id]
             trial.generation += 1
-            trial.reported, trial.answers, trial.raised = set(), {}, {}
+            trial.start, trial.reported, trial.answers, trial.raised = None, set(), {}, {}
             if job.restarts > self.max_failures:
                 self._end(self.trials[job.trial_id], End.FAILED,
                           f"WorkersLost: the trial's workers were lost {job.restarts} times "

@@ -1,7 +1,8 @@
 """The TorchTrainers a search keeps: one per trial slot, each running trial after trial for the
 whole search (raysearch/train_loop.py), or with `resources.reuse_workers: false` a fresh one
-per trial. The driver owns them, each `fit()` in a thread of its own, so a trial that fails
-takes no pool down; the dispatcher (raysearch/dispatch.py) hands them their jobs.
+per trial. The driver owns them, each `fit()` in a thread of its own, and the dispatcher
+(raysearch/dispatch.py) hands them their jobs; a trial that fails on every rank ends there and
+the pool takes the next one (raysearch/train_loop.py).
 
 A pool whose Train run fails (its workers never started within `resources.start_timeout_s`, or
 it gave up) fails the trial it ran or the one waiting for it, and starts again when the next

@@ -187,10 +187,14 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     dataset = DATASETS[spec.data.name]
     data_ref = ray.put(dataset.load(spec.data_options()))  # raises DataError before anything
     setup = setup_of(spec, storage, data_ref)
-    dispatcher = Dispatcher.remote(spec.resources.max_failures)
+    slots = min(max_concurrent, spec.search.trials)
+    # every rank of every pool keeps a call waiting in the dispatcher, and every trial one
+    waiting = slots * spec.resources.workers + slots
+    dispatcher = Dispatcher.options(max_concurrency=max(1000, 4 * waiting)).remote(
+        spec.resources.max_failures)
     # The pools start first: their workers take seconds to come up, while MLflow and Tune
     # get ready.
-    pools = Pools(setup, dispatcher, max_concurrent, spec.search.trials)
+    pools = Pools(setup, dispatcher, slots, spec.search.trials)
     pools.start()
     try:
         return _run(spec, tracking_uri, storage, setup, dispatcher, pools, max_concurrent,

@@ -69,13 +69,20 @@ def release(device: torch.device) -> None:
 def run_job(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.ActorHandle",
             rank: int, world: int, device: torch.device) -> None:
     """Trains one trial; rank 0 says how it ended. A trial that raises on every rank fails
-    alone; one that raises on some ranks only (the others wait in a collective) takes the
-    worker group down with it, and Ray Train starts a new one."""
+    alone and the pool goes on; one that raises on some ranks only (the others wait in a
+    collective), or whose checkpoint could not be written, takes the worker group down with
+    it, and Ray Train starts a new one that goes on from the trial's last checkpoint."""
     try:
         reason = train(job, setup, data, dispatcher, rank, world, device)
+    except CheckpointNotWritten:
+        raise
     except Exception:  # noqa: BLE001  any error of the trial's code fails the trial
-        if not ray.get(dispatcher.raised.remote(job.trial_id, rank, world,
-                                                traceback.format_exc())):
+        failed_alone = ray.get(dispatcher.raised.remote(job.trial_id, rank, world,
+                                                        traceback.format_exc()))
+        # NCCL runs DDP's all-reduces asynchronously: ranks that failed at different points
+        # of a backward pass (out of memory, say) may leave one in flight, which the next
+        # trial's first collective would meet. A new group is clean.
+        if not failed_alone or device.type == "cuda":
             raise
         return
     if rank == 0:
@@ -105,7 +112,10 @@ def train(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.Acto
     model = family.build(hp, info).to(device)
     store = TrialCheckpoints(setup.trial_dir(job.trial_id), setup.metric, setup.mode)
     state, history = None, []
-    latest = store.latest()
+    # rank 0 chooses, every rank follows: ranks that saw different checkpoints would replay
+    # and resume apart
+    latest = ray.get(dispatcher.start_from.remote(job.trial_id, rank,
+                                                  store.latest() if rank == 0 else None))
     if latest:
         with store.local(latest) as folder:
             state = checkpoint.load_train_state(folder)
@@ -140,9 +150,12 @@ class Reports:
         if self.rank == 0:
             entry = {**metrics, "checkpoint_path": self.store.path(epoch)}
             self.history.append(entry)
-            self.store.save(epoch, lambda folder: checkpoint.save(
-                folder, self.setup.model, model, metrics,
-                {**train_state, "history": self.history}), self.history)
+            try:
+                self.store.save(epoch, lambda folder: checkpoint.save(
+                    folder, self.setup.model, model, metrics,
+                    {**train_state, "history": self.history}), self.history)
+            except OSError as e:  # pyarrow's: a full disk, a bucket that is away
+                raise CheckpointNotWritten(f"{self.store.path(epoch)}: {e}") from e
             ray.get(self.dispatcher.report.remote(self.job.trial_id, entry))
         return self.stops(epoch)
 
@@ -157,6 +170,11 @@ class Reports:
         if verdict == Verdict.FAIL:
             raise PeerFailed(f"another rank of trial {self.job.trial_id} failed")
         return verdict == Verdict.STOP
+
+
+class CheckpointNotWritten(Exception):
+    """The storage did not take an epoch's checkpoint: not the trial's fault, so its worker
+    group starts again (counted against resources.max_failures) rather than failing it."""
 
 
 class PeerFailed(Exception):

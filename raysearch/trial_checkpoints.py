@@ -34,12 +34,15 @@ class TrialCheckpoints:
         """The epochs with a checkpoint, complete and incomplete, in order."""
         found = self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True,
                                                               recursive=True))
-        paths = {info.path for info in found}
-        epochs = sorted(int(name.removeprefix(PREFIX)) for name in
-                        (p.rsplit("/", 1)[-1] for p in paths)
-                        if name.startswith(PREFIX) and name.removeprefix(PREFIX).isdigit())
-        complete = [e for e in epochs if f"{self.path(e)}/{MARKER}" in paths]
-        return complete, [e for e in epochs if e not in complete]
+        epochs, complete = set(), set()
+        for info in found:  # <root>/checkpoint_N/<file>: a bucket may list no folder entries
+            parts = info.path.removeprefix(self.root).strip("/").split("/")
+            if parts[0].startswith(PREFIX) and parts[0].removeprefix(PREFIX).isdigit():
+                epoch = int(parts[0].removeprefix(PREFIX))
+                epochs.add(epoch)
+                if parts[1:] == [MARKER]:
+                    complete.add(epoch)
+        return sorted(complete), sorted(epochs - complete)
 
     def latest(self) -> str | None:
         complete, _ = self.epochs()

@@ -199,6 +199,35 @@ def test_a_seeded_trial_reports_the_same_first_or_fourth_on_a_pool_or_on_fresh_w
     assert_nothing_left_running()
 
 
+TWO_SLOTS = """\
+    name: two-slots
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 5, sampler: random, seed: 0, max_concurrent: 2}
+    scheduler: {type: asha, max_t: 3, grace_period: 1, reduction_factor: 2}
+    resources: {workers: 1, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-1, log: true}
+    fixed: {channels: 4}
+"""
+
+
+def test_two_trial_slots_run_on_two_pools(ray_cluster, tmp_path, tracking_uri, write_spec):
+    """Two trials at once on the 2-CPU cluster: two warm pools of one worker, and each trial,
+    stopped early or not, on one of them."""
+    pools_before = train_runs_started()
+    outcome = search.run(load_spec(write_spec(TWO_SLOTS)), tracking_uri,
+                         str(tmp_path / "results"))
+    assert outcome.max_concurrent == 2 and train_runs_started() - pools_before == 2
+    assert outcome.count("completed") + outcome.count("stopped_early") == 5
+    client = MlflowClient(tracking_uri)
+    for run in child_runs(client, outcome):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+    assert_nothing_left_running()
+
+
 LOCAL = """\
     name: own-ray
     model: esn

@@ -17,7 +17,7 @@ class ModelFamily:
     hyperparams: type[BaseModel]  # every name the family accepts, with its type, range and default
     inputs: frozenset[str]  # data kinds it reads: "image", "sequence"
     tasks: frozenset[str]  # "classification", "forecasting"
-    fit: Literal["gradient", "ridge"]  # how train_loop trains it
+    fit: Literal["gradient", "ridge"]  # how it is trained (raysearch/fit/)
     build: Callable[[BaseModel, DataInfo], nn.Module]
     constructor: Callable[..., nn.Module]  # rebuilds the module from its saved `config()`
     generates: bool = False  # can run on its own output (forecasting's generative mode)
