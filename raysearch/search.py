@@ -30,6 +30,7 @@ from raysearch.storage import filesystem, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
 from raysearch.trial import trainable
+from raysearch.trial_checkpoints import TrialCheckpoints
 
 
 @dataclass(frozen=True)
@@ -224,8 +225,12 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
     reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s")
     scheduler = make_scheduler(spec, dispatcher)
-    trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported,
-                                      getattr(scheduler, "stopped_early", ()))
+    asha = isinstance(scheduler, PostingASHA)
+    trials_cb = tracking.MLflowTrials(
+        client, experiment_id, parent, reported, getattr(scheduler, "stopped_early", ()),
+        max_t=spec.scheduler.max_t if asha else None,
+        history=lambda trial_id: TrialCheckpoints(setup.trial_dir(trial_id), metric,
+                                                  mode).history())
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
     # between a trial's end and the next save would run that trial again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")

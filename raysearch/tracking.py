@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,21 @@ class MLflowTrials(tune.Callback):
 
     Each epoch is logged once: a trial that goes on from its checkpoint reports again the
     epochs that checkpoint holds (a killed driver may have lost them), and those already in
-    the store, or sent by this driver, are not logged twice.
+    the store, or sent by this driver, are not logged twice. A trial a killed driver's Tune had
+    saved as ended before its run heard so is ended on resume from `history(trial_id)` (the
+    metrics of each epoch its checkpoint holds): Tune does not run it again.
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
                  metrics: tuple[str, ...], stopped_early: Collection[str] = (),
-                 outbox: Outbox | None = None):
+                 outbox: Outbox | None = None, max_t: int | None = None,
+                 history: Callable[[str], list[dict]] = lambda trial_id: []):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
+        self.max_t = max_t  # the epoch a trial not stopped early ends at; None: any
+        self.history = history
+        self.settled = False
         self.outbox = outbox or Outbox(client.tracking_uri)
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.before: set[str] = set()  # trials whose runs an earlier driver made
@@ -116,6 +122,29 @@ class MLflowTrials(tune.Callback):
                 self.states[trial_id] = TrialState(run.data.tags[STATE_TAG])
             if run.data.tags.get(ERROR_TAG):
                 self.errors[trial_id] = run.data.tags[ERROR_TAG]
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self.settle(iteration, trials)
+
+    def settle(self, iteration: int, trials: list) -> None:
+        """Ends the runs of restored trials Tune had ended; Tune hands a resumed search's
+        trials to its callbacks only at a step, or at the end when all had ended."""
+        if self.settled:
+            return
+        self.settled = True
+        for trial in trials:
+            if trial.trial_id in self.states:
+                continue
+            if trial.status == "ERROR":
+                self.on_trial_error(iteration, trials, trial)
+            elif trial.status == "TERMINATED":
+                history = self.history(trial.trial_id)
+                for entry in history:
+                    self.on_trial_result(iteration, trials, trial, entry)
+                epochs = [entry["epoch"] for entry in history]
+                early = (self.max_t is not None and bool(epochs)
+                         and max(epochs) < self.max_t)
+                self.end(trial, early)
 
     def run_id(self, trial: Any) -> str:
         """The trial's run, made at its first write (writes run in order, so a run that could
@@ -168,7 +197,9 @@ class MLflowTrials(tune.Callback):
         return self.stored.get(trial_id, set())
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        early = trial.trial_id in self.stopped_early
+        self.end(trial, trial.trial_id in self.stopped_early)
+
+    def end(self, trial: Any, early: bool) -> None:
         self.live.discard(trial.trial_id)
         state = self.states[trial.trial_id] = (TrialState.STOPPED_EARLY if early
                                                else TrialState.COMPLETED)
@@ -201,6 +232,7 @@ class MLflowTrials(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """After Ctrl-C Tune stops the running trials without ending them: those, and trials
         never started, are what a resume will run."""
+        self.settle(-1, trials)
         self.unfinished = [t.trial_id for t in trials
                            if t.trial_id in self.live or t.status in ("PENDING", "PAUSED")]
         by_id = {t.trial_id: t for t in trials}

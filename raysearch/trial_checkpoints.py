@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 import pyarrow.fs
 import ray.train
 
+from raysearch import checkpoint
 from raysearch.storage import filesystem
 
 PREFIX = "checkpoint_"
@@ -47,6 +48,15 @@ class TrialCheckpoints:
     def latest(self) -> str | None:
         complete, _ = self.epochs()
         return self.path(complete[-1]) if complete else None
+
+    def history(self) -> list[dict]:
+        """The metrics of every epoch up to the latest checkpoint, as they were reported."""
+        latest = self.latest()
+        if latest is None:
+            return []
+        with self.local(latest) as folder:
+            state = checkpoint.load_train_state(folder)
+        return state.get("history", []) if state else []
 
     def local(self, path: str) -> AbstractContextManager[str]:
         """A checkpoint as a local folder (fetched when the storage is a bucket)."""

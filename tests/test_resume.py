@@ -87,7 +87,7 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
     third = start("--resume", "resumable", "--storage", storage, env=env)
     out, err = third.communicate(timeout=600)
     assert third.returncode == 0, out + err
-    assert "trials: 4 completed" in out
+    assert "trials: 4 completed" in out, out[-3000:] + err[-3000:]
 
     runs = trial_runs(client)
     # A trial started in the second before the kill, before Tune saved that it exists, is not
@@ -173,3 +173,88 @@ def test_an_epoch_whose_report_died_with_the_driver_is_logged_once_on_resume(
     (results,) = (storage / "lost-report").glob(f"*{run.data.tags[TRIAL_TAG]}*/result.json")
     epochs = [json.loads(line)["epoch"] for line in results.read_text().splitlines()]
     assert 2 in epochs
+
+
+ENDED_UNHEARD = """\
+    name: ended-unheard
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 2, sampler: random, seed: 0, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-2, log: true}
+    fixed: {channels: 8, optimizer: adam, batch_size: 64}
+"""
+# A driver killed after Tune saved its first trial as ended, before that trial's run heard of
+# it (the MLflow writes go through an outbox that a kill can beat): a resumed Tune never runs
+# or reports that trial again.
+DIES_AFTER_TUNE_SAVED_AN_END = """\
+import json, os, signal, sys, threading, time
+from pathlib import Path
+import ray
+from raysearch import search, tracking
+from raysearch.spec import load_spec
+
+def saved_as_ended(folder, trial_id):
+    for path in Path(folder).glob("experiment_state-*.json"):
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except ValueError:  # caught while being written
+            continue
+        for state, _ in trials:
+            state = json.loads(state)
+            if state["trial_id"] == trial_id and state["status"] == "TERMINATED":
+                return True
+    return False
+
+def kill_once_saved(trial_id):
+    while not saved_as_ended(Path(sys.argv[3]) / "ended-unheard", trial_id):
+        time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+heard = tracking.MLflowTrials.on_trial_complete
+
+def first_unheard(self, iteration, trials, trial, **info):
+    if self.live == {trial.trial_id} and not self.states:
+        self.live.clear()
+        threading.Thread(target=kill_once_saved, args=(trial.trial_id,)).start()
+    else:
+        heard(self, iteration, trials, trial, **info)
+
+tracking.MLflowTrials.on_trial_complete = first_unheard
+ray.init(address=sys.argv[4])
+search.run(load_spec(sys.argv[1]), sys.argv[2], sys.argv[3])
+"""
+
+
+def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    storage = tmp_path / "results"
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_AFTER_TUNE_SAVED_AN_END, str(write_spec(ENDED_UNHEARD)),
+         tracking_uri, str(storage), ray_cluster.address_info["address"]],
+        capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    client = MlflowClient(tracking_uri)
+    first = min(helpers.trial_runs(client, "ended-unheard"), key=lambda r: r.info.start_time)
+    assert tracking.STATE_TAG not in first.data.tags
+
+    resumed = helpers.cli("tune", "--resume", "ended-unheard", "--storage", str(storage),
+                          env={"RAY_ADDRESS": ray_cluster.address_info["address"]})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "trials: 2 completed" in resumed.stdout, resumed.stdout[-3000:]
+
+    runs = {run.data.tags[TRIAL_TAG]: run for run in helpers.trial_runs(client, "ended-unheard")}
+    assert len(runs) == 2
+    for run in runs.values():
+        assert run.data.tags[tracking.STATE_TAG] == "completed"
+        assert run.info.status == "FINISHED"
+    trial = first.data.tags[TRIAL_TAG]
+    logged = history(client, runs[trial])
+    trial_dir = storage / "ended-unheard" / "train" / f"ended-unheard-{trial}"
+    kept = torch.load(max(trial_dir.glob("checkpoint_*")) / "train_state.pt",
+                      weights_only=True)["history"]
+    assert logged == [(entry["epoch"], entry["val_accuracy"]) for entry in kept]
+    assert [step for step, _ in logged] == [1, 2]
