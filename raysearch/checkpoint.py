@@ -1,5 +1,7 @@
-"""A model on disk as a folder: `config.json` (family and constructor arguments) + `model.pt`
-(a plain state dict), so loading rebuilds the module without unpickling any code.
+"""A model on disk as a folder: `config.json` (family, constructor arguments, task) + `model.pt`
+(a plain state dict), so loading rebuilds the module without unpickling any code. A registered
+model is an MLflow model folder (`MLmodel`, ...) that holds this folder as `artifacts/model/`;
+`load` takes either.
 
 A file that is missing, truncated or not what it should be raises CheckpointError naming it;
 `checksums` gives the SHA-256 of the model's files, recorded at registration and verified on
@@ -20,10 +22,11 @@ TRAIN_STATE_FILE = "train_state.pt"  # what a restarted worker group needs to go
 
 
 def save(folder: str | Path, family: str, model: nn.Module, metrics: dict[str, Any] | None = None,
-         train_state: dict[str, Any] | None = None) -> Path:
+         train_state: dict[str, Any] | None = None, task: str = "classification") -> Path:
+    """`task`: classification (the model outputs class logits) or forecasting."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model": family, "kwargs": model.kwargs, "metrics": metrics or {}}
+    config = {"model": family, "kwargs": model.kwargs, "metrics": metrics or {}, "task": task}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)
     if train_state is not None:
@@ -35,8 +38,18 @@ class CheckpointError(Exception):
     """A checkpoint file that cannot be used; the message names it."""
 
 
+MLFLOW_MODEL = "MLmodel"  # what marks an MLflow model folder
+IN_MLFLOW_MODEL = Path("artifacts") / "model"  # where such a folder holds raysearch's
+
+
+def model_folder(folder: str | Path) -> Path:
+    """The folder with config.json and model.pt: `folder`, or the one an MLflow model holds."""
+    folder = Path(folder)
+    return folder / IN_MLFLOW_MODEL if (folder / MLFLOW_MODEL).exists() else folder
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / CONFIG_FILE
+    path = model_folder(folder) / CONFIG_FILE
     try:
         config = json.loads(path.read_text())
         if not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
@@ -47,9 +60,11 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 
 def load(folder: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model saved in `folder`, in eval mode."""
+    """Rebuild the model saved in `folder` (or the MLflow model folder holding it), in eval
+    mode."""
     from raysearch.models import MODELS
 
+    folder = model_folder(folder)
     config = read_config(folder)
     if config["model"] not in MODELS:
         raise CheckpointError(f"{Path(folder) / CONFIG_FILE}: unknown model {config['model']!r}")

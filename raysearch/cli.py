@@ -281,6 +281,38 @@ def pull(
     console.print(f"{version.name} version {version.version} -> {folder}")
 
 
+@app.command()
+def predict(
+    ref: str = typer.Argument(..., help="NAME, NAME@alias or NAME/version"),
+    input_: Path = typer.Option(..., "--input", "-i", help=".npy, .npz or .csv of inputs"),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help=".csv or .npy to write; CSV on stdout without it"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI"),
+) -> None:
+    """Predictions of a registered model for the inputs in a file."""
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from raysearch import tracking
+    from raysearch.checkpoint import CheckpointError
+    from raysearch.predict import InputError, predict_file
+
+    uri = tracking.tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder, version = tracking.pull(MlflowClient(uri), ref, Path(tmp) / "model")
+            predictions = predict_file(folder, input_, out)
+        except MlflowException as e:
+            fail(f"{ref}: {e.message.splitlines()[0]}")
+        except (CheckpointError, InputError) as e:
+            fail(str(e))
+    if out is not None:
+        typer.echo(f"{version.name} version {version.version}: {len(predictions)} predictions "
+                   f"-> {out}", err=True)
+
+
 def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     app(args=with_resume_value(sys.argv[1:]))

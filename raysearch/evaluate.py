@@ -1,7 +1,9 @@
-"""The champion's scores on the test split, computed by the driver (not worker code)."""
+"""The champion's scores on the test split, computed by the driver (not worker code), and an
+example of what it reads, for its MLflow model's signature."""
 
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 
@@ -38,3 +40,17 @@ def evaluate(setup: SearchSetup, hyper: dict[str, Any], folder: str, split: str 
         warm = hp.washout if family.fit == "ridge" else hp.window
         return forecast_metrics(forecast_sums(model, x, y, 0, len(x), warm), split)
     return classification_metrics(classification_sums(model, x, y), split)
+
+
+def input_example(splits: dict, info, split: str = "test") -> np.ndarray:
+    """A few inputs of a data set's `split` (a DataSet's splits and DataInfo) as the model reads
+    them: two images or sequences to classify, or one stretch of a series to forecast
+    (batch, time, features)."""
+    data = splits[split]
+    if isinstance(data, ImageFiles):
+        x = data.normalizer(torch.device("cpu"))(torch.stack([data[i][0] for i in range(2)]))
+    elif info.task == "forecasting":
+        x = data[0][None, :100]
+    else:
+        x = data[0][:2]
+    return x.numpy()

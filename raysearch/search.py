@@ -20,7 +20,7 @@ from raysearch import _ray, resume, tracking
 from raysearch.data import DATASETS
 from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
-from raysearch.evaluate import evaluate
+from raysearch.evaluate import evaluate, input_example
 from raysearch.job import SearchSetup, TrialState
 from raysearch.outbox import TrackingDown, fail_fast
 from raysearch.pool import EndedTrials, Pools
@@ -272,7 +272,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             outcome.promotion = outbox.call(lambda: tracking.promote(
                 client, spec.name, trials_cb.runs[best.trial_id], local, metric, mode,
                 best.value, {"search_run_id": parent, "trial_id": best.trial_id,
-                             "epoch": best.epoch, **outcome.test_metrics}),
+                             "epoch": best.epoch, **outcome.test_metrics},
+                input_example(*ray.get(setup.data_ref))),
                 wait_s, "to register the champion")
         outbox.send(lambda: client.log_batch(
             parent, metrics=tracking.metrics_now(outcome.test_metrics)))

@@ -14,16 +14,19 @@ import tempfile
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
+import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from ray import tune
 
-from raysearch import checkpoint
+from raysearch import checkpoint, serving
 from raysearch.job import ENDED, TrialState
 from raysearch.outbox import Outbox
 from raysearch.resume import home
@@ -259,16 +262,41 @@ def better(value: float, than: float, mode: str) -> bool:
     return value < than if mode == "min" else value > than
 
 
+PYFUNC_MODEL = Path(__file__).parent / "pyfunc_model.py"  # the model's code, for MLflow
+
+
+def log_model(client: MlflowClient, run_id: str, checkpoint_dir: str, example: np.ndarray
+              ) -> str:
+    """The checkpoint's model as an MLflow model, artifact `model` of run `run_id`: a pyfunc
+    logged as code that rebuilds it from config.json + model.pt (nothing pickled), with the
+    signature and input example `example` gives; its artifact URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # The model alone: the optimizer and ridge sums in the checkpoint are for resuming.
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        for file in checkpoint.MODEL_FILES:
+            shutil.copy(Path(checkpoint_dir) / file, folder / file)
+        model = checkpoint.load(folder)
+        task = checkpoint.read_config(folder).get("task", "classification")
+        mlflow.pyfunc.save_model(
+            Path(tmp) / "mlflow", python_model=str(PYFUNC_MODEL), artifacts={"model": str(folder)},
+            input_example=example,
+            signature=serving.signature(example, serving.predict(model, example, task)),
+            # what serving it in a fresh environment installs (--env-manager virtualenv)
+            pip_requirements=[f"raysearch=={version('raysearch')}",
+                              f"torch=={version('torch').split('+')[0]}"])
+        client.log_artifacts(run_id, str(Path(tmp) / "mlflow"), artifact_path="model")
+    return f"{client.get_run(run_id).info.artifact_uri}/model"
+
+
 def promote(client: MlflowClient, name: str, run_id: str, checkpoint_dir: str, metric: str,
-            mode: str, value: float, tags: dict[str, Any]) -> Promotion:
-    """Register the checkpoint as a new version of model `name`; move `champion` to it only if it
-    beats the current champion on the same metric."""
-    # The model alone: the optimizer and ridge sums in the checkpoint are for resuming training.
-    for file in checkpoint.MODEL_FILES:
-        client.log_artifact(run_id, str(Path(checkpoint_dir) / file), artifact_path="model")
+            mode: str, value: float, tags: dict[str, Any], example: np.ndarray) -> Promotion:
+    """Register the checkpoint as a new version of model `name` (an MLflow model, see
+    log_model); move `champion` to it only if it beats the current champion on the same
+    metric."""
     sums = {f"{SHA256_TAG}.{name}": digest
             for name, digest in checkpoint.checksums(checkpoint_dir).items()}
-    source = f"{client.get_run(run_id).info.artifact_uri}/model"
+    source = log_model(client, run_id, checkpoint_dir, example)
     try:
         client.create_registered_model(name)
     except MlflowException as e:
@@ -308,8 +336,10 @@ def resolve(client: MlflowClient, ref: str) -> Any:
 
 
 def pull(client: MlflowClient, ref: str, out: str | Path) -> tuple[Path, Any]:
-    """Download the model version `ref` names into folder `out`, after checking each file
-    against the SHA-256 recorded when it was registered (nothing is written if one differs)."""
+    """Download the model version `ref` names into folder `out` (an MLflow model folder, or
+    for a version registered before raysearch logged MLflow models, config.json + model.pt),
+    after checking each model file against the SHA-256 recorded when it was registered
+    (nothing is written if one differs)."""
     version = resolve(client, ref)
     expected = {key.removeprefix(f"{SHA256_TAG}."): digest
                 for key, digest in version.tags.items() if key.startswith(f"{SHA256_TAG}.")}
@@ -317,10 +347,12 @@ def pull(client: MlflowClient, ref: str, out: str | Path) -> tuple[Path, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp,
                                                     tracking_uri=client.tracking_uri)
-        bad = checkpoint.damaged(local, expected)
+        inside = checkpoint.model_folder(local)
+        bad = checkpoint.damaged(inside, expected)
         if bad:
+            where = (inside / bad[0]).relative_to(local).as_posix()
             raise checkpoint.CheckpointError(
-                f"{version.source}/{bad[0]}: not the file registered as {version.name} version "
+                f"{version.source}/{where}: not the file registered as {version.name} version "
                 f"{version.version} (its SHA-256 differs or it is missing); nothing was written "
                 f"to {out}")
         out.mkdir(parents=True, exist_ok=True)

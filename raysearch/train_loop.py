@@ -124,7 +124,7 @@ def train(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.Acto
             if state is not None and family.fit == "gradient":
                 model.load_state_dict(checkpoint.load_weights(folder))
         history = state.pop("history", []) if state else []
-    reports = Reports(job, setup, dispatcher, rank, store, history)
+    reports = Reports(job, setup, dispatcher, rank, store, history, info.task)
     for entry in history:
         if reports.replay(entry):
             return None
@@ -139,9 +139,10 @@ class Reports:
     every rank hears whether the trial stops (at a rung, after the scheduler has judged it)."""
 
     def __init__(self, job: Job, setup: SearchSetup, dispatcher: "ray.actor.ActorHandle",
-                 rank: int, store: TrialCheckpoints, history: list[dict[str, Any]]) -> None:
+                 rank: int, store: TrialCheckpoints, history: list[dict[str, Any]],
+                 task: str) -> None:
         self.job, self.setup, self.dispatcher, self.rank = job, setup, dispatcher, rank
-        self.store = store
+        self.store, self.task = store, task
         self.history = list(history)  # every epoch reported so far, as reported
 
     def __call__(self, metrics: dict[str, float], model: nn.Module,
@@ -153,7 +154,7 @@ class Reports:
             try:
                 self.store.save(epoch, lambda folder: checkpoint.save(
                     folder, self.setup.model, model, metrics,
-                    {**train_state, "history": self.history}), self.history)
+                    {**train_state, "history": self.history}, self.task), self.history)
             except OSError as e:  # pyarrow's: a full disk, a bucket that is away
                 raise CheckpointNotWritten(f"{self.store.path(epoch)}: {e}") from e
             ray.get(self.dispatcher.report.remote(self.job.trial_id, entry))

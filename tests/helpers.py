@@ -1,5 +1,6 @@
 """What the end-to-end tests share: the command line, a search's child runs, the leak check."""
 
+import contextlib
 import os
 import re
 import signal
@@ -149,3 +150,29 @@ def _address(hex_address: str) -> str:
         raw = raw[12:]
     host = ".".join(map(str, raw)) if len(raw) == 4 else socket.inet_ntop(socket.AF_INET6, raw)
     return f"{host}:{int(port, 16)}"
+
+
+@contextlib.contextmanager
+def mlflow_models_serve(model_uri: str, tracking_uri: str):
+    """`mlflow models serve -m MODEL_URI --env-manager local` on 127.0.0.1, as the README
+    gives it (the venv's bin on PATH: MLflow starts `uvicorn` by name); its base URL once it
+    answers /ping. Stopped, with every process it started, at the end."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri,
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                assert server.poll() is None and time.time() < deadline, "no model server"
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(server)

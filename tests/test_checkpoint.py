@@ -1,9 +1,11 @@
-"""A model on disk and in the registry: damaged files are named, never unpickled, and
-`raysearch pull` refuses a download that is not what was registered. A real SQLite MLflow store,
-no Ray needed."""
+"""A model on disk and in the registry: damaged files are named, never unpickled, a registered
+version is an MLflow model that MLflow's own pyfunc loads, and `raysearch pull` refuses a
+download that is not what was registered. A real SQLite MLflow store, no Ray needed."""
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
 import pytest
 import torch
 from helpers import cli
@@ -69,13 +71,49 @@ def test_a_damaged_checkpoint_is_a_clear_error_naming_the_file(saved, damage):
     assert message.startswith(str(path)) and "\n" not in message
 
 
+IMAGES = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)  # what the CNN reads
+
+
 def register(tmp_path: Path, saved: Path, tracking_uri: str) -> MlflowClient:
     client = MlflowClient(tracking_uri)
     experiment = client.create_experiment("ckpt")
     run = client.create_run(experiment).info.run_id
-    promotion = tracking.promote(client, "ckpt", run, str(saved), "val_accuracy", "max", 0.9, {})
+    promotion = tracking.promote(client, "ckpt", run, str(saved), "val_accuracy", "max", 0.9,
+                                 {}, IMAGES)
     assert promotion.champion
     return client
+
+
+def test_a_registered_model_is_an_mlflow_model_that_predicts_what_raysearch_load_does(
+        tmp_path, saved, tracking_uri):
+    register(tmp_path, saved, tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/ckpt@champion")
+    assert served.metadata.signature.inputs.inputs[0].shape == (-1, 1, 8, 8)
+    expected = raysearch.load(saved)(torch.as_tensor(IMAGES)).softmax(-1).detach().numpy()
+    assert np.allclose(served.predict(IMAGES), expected, atol=1e-6)
+    # what raysearch pull writes is that MLflow model, which raysearch.load reads too
+    pulled = cli("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+                 tracking_uri)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "pulled" / "MLmodel").exists()
+    assert torch.equal(raysearch.load(tmp_path / "pulled")(torch.as_tensor(IMAGES)),
+                       raysearch.load(saved)(torch.as_tensor(IMAGES)))
+
+
+def test_a_version_registered_as_a_plain_folder_still_pulls(tmp_path, saved, tracking_uri):
+    """Before raysearch logged MLflow models, a version was config.json + model.pt alone."""
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment("old")).info.run_id
+    for file in checkpoint.MODEL_FILES:
+        client.log_artifact(run, str(saved / file), artifact_path="model")
+    client.create_registered_model("old")
+    client.create_model_version("old", f"{client.get_run(run).info.artifact_uri}/model", run)
+    pulled = cli("pull", "old", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+                 tracking_uri)
+    assert pulled.returncode == 0, pulled.stderr
+    assert torch.equal(raysearch.load(tmp_path / "pulled").head[-1].weight,
+                       raysearch.load(saved).head[-1].weight)
 
 
 def test_pull_verifies_the_files_against_the_checksums_recorded_at_registration(
@@ -91,7 +129,7 @@ def test_pull_verifies_the_files_against_the_checksums_recorded_at_registration(
 
     # the registered file changes in the artifact store (a bad disk, a partial copy)
     stored = Path(client.get_run(version.run_id).info.artifact_uri.removeprefix("file://"))
-    damage_truncate(stored / "model")
+    damage_truncate(stored / "model" / "artifacts" / "model")
     bad = cli("pull", "ckpt", "--out", str(tmp_path / "bad"), "--tracking-uri", tracking_uri)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     # MLflow's download progress bar comes first; then the one error line

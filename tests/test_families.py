@@ -3,12 +3,18 @@
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
+import torch
 from helpers import assert_nothing_left_running
+from mlflow import MlflowClient
 from PIL import Image
 
+import raysearch
 from raysearch import search
+from raysearch.data import DATASETS
+from raysearch.evaluate import input_example
 from raysearch.spec import load_spec
 
 SPACE = """\
@@ -73,3 +79,13 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     assert value > good if spec.objective.mode == "max" else value < good
     assert outcome.promotion.champion and outcome.test_metrics
     assert_nothing_left_running()
+
+    # every family's champion is an MLflow model predicting what raysearch.load's does
+    mlflow.set_tracking_uri(tracking_uri)
+    version = MlflowClient(tracking_uri).get_model_version_by_alias(case, "champion")
+    model = raysearch.load(mlflow.artifacts.download_artifacts(version.source))
+    x = input_example(*DATASETS[spec.data.name].load(spec.data_options()))
+    expected = model(torch.as_tensor(x))
+    expected = expected.softmax(-1) if spec.objective.metric == "val_accuracy" else expected
+    served = mlflow.pyfunc.load_model(f"models:/{case}@champion")
+    assert np.allclose(served.predict(x), expected.detach().numpy(), atol=1e-5)

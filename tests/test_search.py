@@ -7,13 +7,16 @@ import sys
 import time
 
 import mlflow
+import numpy as np
 import pytest
+import requests
 import torch
 from helpers import (
     assert_nothing_left_running,
     child_runs,
     cli,
     listening_addresses,
+    mlflow_models_serve,
     own_tracebacks,
     train_runs_started,
 )
@@ -104,6 +107,18 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
     assert torch.equal(model(x_test), checkpoint.load(ckpt_dir)(x_test))
     accuracy = (model(x_test).argmax(1) == splits["test"][1]).float().mean().item()
     assert accuracy == pytest.approx(float(champion.tags["test_accuracy"]), abs=1e-6)
+
+    # The champion is an MLflow model: MLflow's pyfunc and its model server predict the class
+    # probabilities raysearch.load's model gives.
+    probabilities = model(x_test).softmax(-1).detach().numpy()
+    mlflow.set_tracking_uri(tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/digits-e2e@champion")
+    assert np.allclose(served.predict(x_test.numpy()), probabilities, atol=1e-5)
+    with mlflow_models_serve("models:/digits-e2e@champion", tracking_uri) as url:
+        reply = requests.post(f"{url}/invocations", json={"inputs": x_test[:5].tolist()},
+                              timeout=60)
+    assert reply.ok, reply.text
+    assert np.allclose(reply.json()["predictions"], probabilities[:5], atol=1e-5)
     assert_nothing_left_running()
 
 
@@ -125,6 +140,10 @@ def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, 
     prediction = model(u[None])[0, 50:]
     nrmse = ((prediction - y[50:]).pow(2).mean() / y[50:].var(unbiased=False)).sqrt().item()
     assert nrmse == pytest.approx(outcome.test_metrics["test_nrmse"], rel=1e-3)
+    # MLflow's pyfunc forecasts every step as raysearch.load's model does
+    mlflow.set_tracking_uri(tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/esn-e2e@champion")
+    assert np.allclose(served.predict(u[None].numpy()), model(u[None]).detach().numpy(), atol=1e-5)
     assert_nothing_left_running()
 
 

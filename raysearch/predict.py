@@ -1,0 +1,136 @@
+"""`raysearch predict`: a registered model's predictions for the inputs in a file.
+
+Inputs, as the model's signature shapes them:
+- .npy: the array itself, (N, *shape) or one input of `shape`;
+- .npz: its array `x`, or its only array;
+- .csv (a header line is skipped when it is not numbers): for an image model each row is one
+  flattened image (C*H*W values); for a sequence model the file is one sequence, a row per step
+  and a column per feature.
+Outputs: .npy (the array predict returns) or .csv (classification: a row per input, `label` and
+a probability per class; forecasting: a row per step, `sequence`, `step` and a column per
+output), by the --out file's suffix; CSV on stdout without --out.
+"""
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+from mlflow.models import Model
+
+from raysearch import checkpoint, serving
+
+READABLE = (".npy", ".npz", ".csv")
+WRITABLE = (".npy", ".csv")
+
+
+class InputError(Exception):
+    """An input file that cannot be read, or does not fit the model; the message names it."""
+
+
+def expected_shape(folder: Path) -> tuple[int, ...] | None:
+    """The shape of one input (-1 for a free length) from the model's signature; None for a
+    version registered without one."""
+    if not (folder / checkpoint.MLFLOW_MODEL).exists():
+        return None
+    signature = Model.load(folder).signature
+    return tuple(signature.inputs.inputs[0].shape[1:]) if signature else None
+
+
+def describe(shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join("any" if d == -1 else str(d) for d in shape) + ")"
+
+
+def read_csv(path: Path) -> np.ndarray:
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{path}: empty")
+    first = lines[0].split(",")
+    try:
+        [float(v) for v in first]
+        header = False
+    except ValueError:
+        header = True
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1 if header else 0,
+                          dtype=np.float32, ndmin=2)
+    except ValueError as e:
+        raise InputError(f"{path}: not a table of numbers ({str(e).splitlines()[0]})") from None
+
+
+def read_input(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
+    """The inputs in `path` as a batch the model reads, checked against `shape` (one input's)."""
+    if path.suffix not in READABLE:
+        raise InputError(f"{path}: not a {', '.join(READABLE)} file")
+    try:
+        if path.suffix == ".csv":
+            x = read_csv(path)
+            if shape is not None and len(shape) == 2:  # one sequence: steps x features
+                x = x[None]
+            elif shape is not None and -1 not in shape and x.shape[1] == np.prod(shape):
+                x = x.reshape(len(x), *shape)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                names = list(arrays.files)
+                if "x" not in names and len(names) != 1:
+                    raise InputError(f"{path}: holds {names}; name the inputs `x`")
+                x = arrays["x" if "x" in names else names[0]]
+        else:
+            x = np.load(path, allow_pickle=False)
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"{path}: holds {x.dtype} values, not numbers")
+    x = x.astype(np.float32)
+    if shape is None:
+        return x
+    given = x.shape
+    if x.ndim == len(shape):  # a single input
+        x = x[None]
+    fits = x.ndim == len(shape) + 1 and all(
+        d in (-1, n) for d, n in zip(shape, x.shape[1:], strict=True))
+    if not fits:
+        raise InputError(f"{path}: inputs of shape {given}; the model reads {describe(shape)}")
+    return x
+
+
+def write(predictions: np.ndarray, task: str, out: Path | None) -> None:
+    if out is not None and out.suffix == ".npy":
+        np.save(out, predictions)
+        return
+    if task == "classification":
+        header = ["label", *(f"p{k}" for k in range(predictions.shape[1]))]
+        rows = np.column_stack([predictions.argmax(1), predictions])
+        fmt = ["%d", *["%.6g"] * predictions.shape[1]]
+    else:  # (N, T, outputs): a row per step of each sequence
+        n, t, outputs = predictions.shape
+        header = ["sequence", "step", *(f"y{k}" for k in range(outputs))]
+        index = np.indices((n, t)).reshape(2, -1).T
+        rows = np.column_stack([index, predictions.reshape(n * t, outputs)])
+        fmt = ["%d", "%d", *["%.6g"] * outputs]
+    target = open(out, "w") if out is not None else sys.stdout  # noqa: SIM115
+    try:
+        np.savetxt(target, rows, fmt=fmt, delimiter=",", header=",".join(header), comments="")
+    finally:
+        if out is not None:
+            target.close()
+
+
+def predict_file(folder: Path, path: Path, out: Path | None) -> np.ndarray:
+    """The predictions of the model pulled into `folder` for the inputs in `path`, written to
+    `out` (or stdout)."""
+    if out is not None and out.suffix not in WRITABLE:
+        raise InputError(f"{out}: write .npy or .csv")
+    x = read_input(path, expected_shape(folder))
+    model = checkpoint.load(folder)
+    task = checkpoint.read_config(folder).get("task", "classification")
+    try:
+        predictions = serving.predict(model, x, task)
+    except RuntimeError as e:  # a version without a signature, fed the wrong shape
+        raise InputError(f"{path}: inputs of shape {x.shape} do not fit the model "
+                         f"({str(e).splitlines()[0]})") from None
+    write(predictions, task, out)
+    return predictions
