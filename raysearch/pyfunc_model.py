@@ -17,7 +17,8 @@ class RaysearchModel(PythonModel):
         self.task = checkpoint.read_config(context.artifacts["model"]).get(
             "task", "classification")
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    # an ndarray hint: MLflow validates inputs against the logged signature, not the hint
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         from raysearch.serving import predict
 
         return predict(self.model, model_input, self.task)

@@ -6,13 +6,15 @@ per metric per call, drops `checkpoint_path` and logs numeric-looking strings as
 (FACTS.md); this callback writes each report as one batch and keys runs by trial id.
 """
 
+import contextlib
+import logging
 import math
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -265,6 +267,24 @@ def better(value: float, than: float, mode: str) -> bool:
 PYFUNC_MODEL = Path(__file__).parent / "pyfunc_model.py"  # the model's code, for MLflow
 
 
+@contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """Without what MLflow prints while it saves a model (progress bars, INFO lines): a
+    search's output says what matters."""
+    logger = logging.getLogger("mlflow")
+    level, bar = logger.level, os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    logger.setLevel(logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bar is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
+
+
 def log_model(client: MlflowClient, run_id: str, checkpoint_dir: str, example: np.ndarray
               ) -> str:
     """The checkpoint's model as an MLflow model, artifact `model` of run `run_id`: a pyfunc
@@ -278,15 +298,22 @@ def log_model(client: MlflowClient, run_id: str, checkpoint_dir: str, example: n
             shutil.copy(Path(checkpoint_dir) / file, folder / file)
         model = checkpoint.load(folder)
         task = checkpoint.read_config(folder).get("task", "classification")
-        mlflow.pyfunc.save_model(
-            Path(tmp) / "mlflow", python_model=str(PYFUNC_MODEL), artifacts={"model": str(folder)},
-            input_example=example,
-            signature=serving.signature(example, serving.predict(model, example, task)),
-            # what serving it in a fresh environment installs (--env-manager virtualenv)
-            pip_requirements=[f"raysearch=={version('raysearch')}",
-                              f"torch=={version('torch').split('+')[0]}"])
+        with quietly():
+            mlflow.pyfunc.save_model(
+                Path(tmp) / "mlflow", python_model=str(PYFUNC_MODEL),
+                artifacts={"model": str(folder)}, input_example=example,
+                signature=serving.signature(example, serving.predict(model, example, task)),
+                # what serving it in a fresh environment installs (--env-manager virtualenv)
+                pip_requirements=[f"raysearch=={version('raysearch')}",
+                                  f"torch=={version('torch').split('+')[0]}"])
         client.log_artifacts(run_id, str(Path(tmp) / "mlflow"), artifact_path="model")
     return f"{client.get_run(run_id).info.artifact_uri}/model"
+
+
+def log_diagnostics(client: MlflowClient, run_ids: Collection[str], files: list[Path]) -> None:
+    for run_id in run_ids:
+        for file in files:
+            client.log_artifact(run_id, str(file), artifact_path="diagnostics")
 
 
 def promote(client: MlflowClient, name: str, run_id: str, checkpoint_dir: str, metric: str,
