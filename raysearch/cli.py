@@ -229,6 +229,7 @@ def check_tracking(uri: str) -> None:
 
 
 def show(outcome, mode: str) -> None:
+    from raysearch.costs import COST_METRICS
     from raysearch.job import TrialState
 
     console.rule(f"search {outcome.name}")
@@ -243,6 +244,12 @@ def show(outcome, mode: str) -> None:
         return
     console.print(f"best: trial {best.trial_id}, {outcome.metric} = {best.value:.6g} "
                   f"({mode}) at epoch {best.epoch}")
+    c = best.costs
+    if len(c) == len(COST_METRICS):
+        console.print(f"its cost: {c['params_total']:,.0f} weights ({c['params_trainable']:,.0f} "
+                      f"trained), {c['latency_ms']:.3g} ms per input, {c['throughput']:,.0f} "
+                      f"inputs/s, training peak {c['peak_memory_mb']:.3g} MB, "
+                      f"{c['trial_s']:.3g} s", highlight=False)
     table = Table("param", "value")
     for key, value in best.config.items():
         table.add_row(key, f"{value:.6g}" if isinstance(value, float) else str(value))

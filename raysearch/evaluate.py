@@ -8,7 +8,7 @@ import ray
 import torch
 
 from raysearch import checkpoint
-from raysearch.data.base import ImageFiles
+from raysearch.data.base import DataInfo, ImageFiles, sample_inputs
 from raysearch.fit.gradient import image_loader, streamed_sums
 from raysearch.job import SearchSetup
 from raysearch.metrics import (
@@ -42,15 +42,6 @@ def evaluate(setup: SearchSetup, hyper: dict[str, Any], folder: str, split: str 
     return classification_metrics(classification_sums(model, x, y), split)
 
 
-def input_example(splits: dict, info, split: str = "test") -> np.ndarray:
-    """A few inputs of a data set's `split` (a DataSet's splits and DataInfo) as the model reads
-    them: two images or sequences to classify, or one stretch of a series to forecast
-    (batch, time, features)."""
-    data = splits[split]
-    if isinstance(data, ImageFiles):
-        x = data.normalizer(torch.device("cpu"))(torch.stack([data[i][0] for i in range(2)]))
-    elif info.task == "forecasting":
-        x = data[0][None, :100]
-    else:
-        x = data[0][:2]
-    return x.numpy()
+def input_example(splits: dict, info: DataInfo) -> np.ndarray:
+    """What the champion's MLflow model records as its input example: two test inputs."""
+    return sample_inputs(splits, info, "test", 2).numpy()

@@ -5,22 +5,29 @@ Inputs, as the model's signature shapes them:
 - .npz: its array `x`, or its only array;
 - .csv (a header line is skipped when it is not numbers): for an image model each row is one
   flattened image (C*H*W values); for a sequence model the file is one sequence, a row per step
-  and a column per feature.
+  and a column per feature;
+- a folder of image files (every PHOTO_SUFFIXES file under it, in sorted order), for a model
+  trained on photos (imagefolder, cifar10): each read as its data set read them (RGB, resized
+  and center-cropped, standardized per channel).
 Outputs: .npy (the array predict returns) or .csv (classification: a row per input, `label` and
-a probability per class; forecasting: a row per step, `sequence`, `step` and a column per
-output), by the --out file's suffix; CSV on stdout without --out.
+a probability per class, and `file` first for a folder; forecasting: a row per step, `sequence`,
+`step` and a column per output), by the --out file's suffix; CSV on stdout without --out.
 """
 
+import csv
 import io
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from mlflow.models import Model
 
 from raysearch import checkpoint, serving
+from raysearch.data.base import normalized, read_photo
 
 READABLE = (".npy", ".npz", ".csv")
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 WRITABLE = (".npy", ".csv")
 
 
@@ -57,6 +64,27 @@ def read_csv(path: Path) -> np.ndarray:
                           dtype=np.float32, ndmin=2)
     except ValueError as e:
         raise InputError(f"{path}: not a table of numbers ({str(e).splitlines()[0]})") from None
+
+
+def read_photos(folder: Path, photos: dict | None, shape: tuple[int, ...] | None
+                ) -> tuple[np.ndarray, list[str]]:
+    """The image files under `folder` as the model reads them, and their paths under it."""
+    if photos is None:
+        reads = f" (it reads {describe(shape)})" if shape else ""
+        raise InputError(f"{folder}: a folder of images is read only by a model trained on "
+                         f"photos (imagefolder, cifar10); this one is not{reads}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no image files ({', '.join(PHOTO_SUFFIXES)}) in it")
+    images = []
+    for file in files:
+        try:
+            images.append(read_photo(file, photos["size"]))
+        except (OSError, ValueError) as e:  # PIL's for a file that is not an image it reads
+            raise InputError(f"{file}: not a readable image ({str(e).splitlines()[0]})"
+                             ) from None
+    x = normalized(torch.stack(images), torch.tensor(photos["mean"]), torch.tensor(photos["std"]))
+    return x.numpy(), [file.relative_to(folder).as_posix() for file in files]
 
 
 def read_input(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -97,40 +125,49 @@ def read_input(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     return x
 
 
-def write(predictions: np.ndarray, task: str, out: Path | None) -> None:
+def write(predictions: np.ndarray, task: str, out: Path | None,
+          names: list[str] | None = None) -> None:
+    """`names`: the inputs' files, the first column of a classifier's CSV."""
     if out is not None and out.suffix == ".npy":
         np.save(out, predictions)
         return
     if task == "classification":
         header = ["label", *(f"p{k}" for k in range(predictions.shape[1]))]
-        rows = np.column_stack([predictions.argmax(1), predictions])
-        fmt = ["%d", *["%.6g"] * predictions.shape[1]]
+        rows = [[int(p.argmax()), *(f"{v:.6g}" for v in p)] for p in predictions]
+        if names is not None:
+            header, rows = ["file", *header], [[n, *r] for n, r in zip(names, rows, strict=True)]
     else:  # (N, T, outputs): a row per step of each sequence
-        n, t, outputs = predictions.shape
-        header = ["sequence", "step", *(f"y{k}" for k in range(outputs))]
-        index = np.indices((n, t)).reshape(2, -1).T
-        rows = np.column_stack([index, predictions.reshape(n * t, outputs)])
-        fmt = ["%d", "%d", *["%.6g"] * outputs]
-    target = open(out, "w") if out is not None else sys.stdout  # noqa: SIM115
+        header = ["sequence", "step", *(f"y{k}" for k in range(predictions.shape[2]))]
+        rows = [[i, t, *(f"{v:.6g}" for v in step)]
+                for i, sequence in enumerate(predictions) for t, step in enumerate(sequence)]
+    target = open(out, "w", newline="") if out is not None else sys.stdout  # noqa: SIM115
     try:
-        np.savetxt(target, rows, fmt=fmt, delimiter=",", header=",".join(header), comments="")
+        writer = csv.writer(target, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
     finally:
         if out is not None:
             target.close()
 
 
 def predict_file(folder: Path, path: Path, out: Path | None) -> np.ndarray:
-    """The predictions of the model pulled into `folder` for the inputs in `path`, written to
-    `out` (or stdout)."""
+    """The predictions of the model pulled into `folder` for the inputs in `path` (a file, or a
+    folder of images), written to `out` (or stdout)."""
     if out is not None and out.suffix not in WRITABLE:
         raise InputError(f"{out}: write .npy or .csv")
-    x = read_input(path, expected_shape(folder))
+    shape = expected_shape(folder)
+    config = checkpoint.read_config(folder)
+    names = None
+    if path.is_dir():
+        x, names = read_photos(path, config.get("photos"), shape)
+    else:
+        x = read_input(path, shape)
     model = checkpoint.load(folder)
-    task = checkpoint.read_config(folder).get("task", "classification")
+    task = config.get("task", "classification")
     try:
         predictions = serving.predict(model, x, task)
     except RuntimeError as e:  # a version without a signature, fed the wrong shape
         raise InputError(f"{path}: inputs of shape {x.shape} do not fit the model "
                          f"({str(e).splitlines()[0]})") from None
-    write(predictions, task, out)
+    write(predictions, task, out, names)
     return predictions

@@ -4,7 +4,9 @@ warm TorchTrainer pools, tracked in MLflow, the best checkpoint promoted to the 
 import math
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
@@ -17,7 +19,9 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from raysearch import _ray, resume, tracking
+from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
+from raysearch.diagnostics import diagnose
 from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
 from raysearch.evaluate import evaluate, input_example
@@ -42,6 +46,7 @@ class Best:
     value: float
     epoch: int
     checkpoint: str  # its path in the storage's file system
+    costs: dict[str, float] = field(default_factory=dict)  # costs.COST_METRICS, at that epoch
 
 
 @dataclass
@@ -156,8 +161,9 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str) -> B
             continue
         value = float(row[metric])
         if best is None or tracking.better(value, best.value, mode):
+            costs = {k: float(row[k]) for k in COST_METRICS if k in row and math.isfinite(row[k])}
             best = Best(result.metrics["trial_id"], result.config, value, int(row["epoch"]),
-                        row["checkpoint_path"])
+                        row["checkpoint_path"], costs)
     return best
 
 
@@ -223,7 +229,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         origin = origin or resume.Origin(spec.source.read_text())
         resume.save(storage, spec.name, origin, resume.SearchState(
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
-    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s")
+    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s",
+                *COST_METRICS)
     scheduler = make_scheduler(spec, dispatcher)
     asha = isinstance(scheduler, PostingASHA)
     trials_cb = tracking.MLflowTrials(
@@ -272,9 +279,15 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             outcome.promotion = outbox.call(lambda: tracking.promote(
                 client, spec.name, trials_cb.runs[best.trial_id], local, metric, mode,
                 best.value, {"search_run_id": parent, "trial_id": best.trial_id,
-                             "epoch": best.epoch, **outcome.test_metrics},
+                             "epoch": best.epoch, **outcome.test_metrics, **best.costs},
                 input_example(*ray.get(setup.data_ref))),
                 wait_s, "to register the champion")
+            with tempfile.TemporaryDirectory() as tmp:
+                files = diagnose(setup, best.config, local, Path(tmp))
+                # beside the search's results, and in the run the registered version comes from
+                outbox.call(lambda: tracking.log_diagnostics(
+                    client, (parent, trials_cb.runs[best.trial_id]), files), wait_s,
+                    "to log the champion's diagnostics")
         outbox.send(lambda: client.log_batch(
             parent, metrics=tracking.metrics_now(outcome.test_metrics)))
     outbox.call(lambda: tracking.finish_search(client, parent, best, metric), wait_s,

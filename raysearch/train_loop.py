@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from raysearch import checkpoint
+from raysearch.costs import EVAL_BATCH, Costs
+from raysearch.data.base import DataInfo, sample_inputs
 from raysearch.fit import TrialContext
 from raysearch.fit.gradient import fit_gradient
 from raysearch.fit.ridge import fit_ridge
@@ -106,6 +108,7 @@ def train(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.Acto
           rank: int, world: int, device: torch.device) -> str | None:
     """Why the trial stopped on its own (a metric that is not finite), else None."""
     splits, info = data
+    costs = Costs(device, sample_inputs(splits, info, "val", EVAL_BATCH)) if rank == 0 else None
     family = MODELS[setup.model]
     hp = family.hyperparams(**job.config)
     fresh_start(hp.seed)
@@ -124,7 +127,7 @@ def train(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.Acto
             if state is not None and family.fit == "gradient":
                 model.load_state_dict(checkpoint.load_weights(folder))
         history = state.pop("history", []) if state else []
-    reports = Reports(job, setup, dispatcher, rank, store, history, info.task)
+    reports = Reports(job, setup, dispatcher, rank, store, history, info, costs)
     for entry in history:
         if reports.replay(entry):
             return None
@@ -140,21 +143,24 @@ class Reports:
 
     def __init__(self, job: Job, setup: SearchSetup, dispatcher: "ray.actor.ActorHandle",
                  rank: int, store: TrialCheckpoints, history: list[dict[str, Any]],
-                 task: str) -> None:
+                 info: DataInfo, costs: Costs | None) -> None:
+        """`costs`: rank 0's, reported with every epoch's metrics."""
         self.job, self.setup, self.dispatcher, self.rank = job, setup, dispatcher, rank
-        self.store, self.task = store, task
+        self.store, self.info, self.costs = store, info, costs
         self.history = list(history)  # every epoch reported so far, as reported
 
     def __call__(self, metrics: dict[str, float], model: nn.Module,
                  train_state: dict[str, Any]) -> bool:
         epoch = metrics["epoch"]
         if self.rank == 0:
+            metrics = {**metrics, **self.costs(model)}
             entry = {**metrics, "checkpoint_path": self.store.path(epoch)}
             self.history.append(entry)
             try:
                 self.store.save(epoch, lambda folder: checkpoint.save(
                     folder, self.setup.model, model, metrics,
-                    {**train_state, "history": self.history}, self.task), self.history)
+                    {**train_state, "history": self.history}, self.info.task,
+                    self.info.photo_reading()), self.history)
             except OSError as e:  # pyarrow's: a full disk, a bucket that is away
                 raise CheckpointNotWritten(f"{self.store.path(epoch)}: {e}") from e
             ray.get(self.dispatcher.report.remote(self.job.trial_id, entry))

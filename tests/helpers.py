@@ -176,3 +176,21 @@ def mlflow_models_serve(model_uri: str, tracking_uri: str):
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(server)
+
+
+def diagnostics(tracking_uri: str, run_id: str) -> dict[str, bytes]:
+    """The files in a run's `diagnostics/` artifacts, by name; PNGs checked to decode."""
+    import io
+
+    import mlflow
+    from PIL import Image
+
+    folder = Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="diagnostics", tracking_uri=tracking_uri))
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    for name, data in files.items():
+        if name.endswith(".png"):
+            image = Image.open(io.BytesIO(data))
+            image.verify()
+            assert image.format == "PNG" and min(image.size) > 100, name
+    return files

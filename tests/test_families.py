@@ -7,12 +7,13 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from helpers import assert_nothing_left_running
+from helpers import assert_nothing_left_running, child_runs, diagnostics
 from mlflow import MlflowClient
 from PIL import Image
 
 import raysearch
 from raysearch import search
+from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.evaluate import input_example
 from raysearch.spec import load_spec
@@ -89,3 +90,15 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     expected = expected.softmax(-1) if spec.objective.metric == "val_accuracy" else expected
     served = mlflow.pyfunc.load_model(f"models:/{case}@champion")
     assert np.allclose(served.predict(x), expected.detach().numpy(), atol=1e-5)
+    # and its diagnostics on the test split are in the search's run
+    expected = (["classification_report.txt", "confusion_matrix.png"]
+                if spec.objective.metric == "val_accuracy" else ["forecast.png"])
+    assert sorted(diagnostics(tracking_uri, outcome.parent_run_id)) == expected
+
+    # what the trial's model costs is in its run; an ESN trains its readout alone
+    (child,) = child_runs(MlflowClient(tracking_uri), outcome)
+    costs = {name: child.data.metrics[name] for name in COST_METRICS}
+    assert all(value > 0 for name, value in costs.items() if name != "peak_memory_mb")
+    assert costs["peak_memory_mb"] >= 0
+    trains_all = model.__class__.__name__ != "ESN"
+    assert (costs["params_trainable"] == costs["params_total"]) == trains_all

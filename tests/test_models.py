@@ -208,8 +208,11 @@ def test_a_generative_esn_reproduces_a_sine_wave_on_its_own_output():
     assert esn.input_center.item() == pytest.approx(0.5, abs=0.01)
 
 
-def test_a_generative_esn_runs_84_steps_on_its_own_output():
+def test_a_generative_esn_runs_84_steps_on_its_own_output(tmp_path):
     """Jaeger's NRMSE84 protocol: teacher-forced training, then 84 free-running steps."""
+    from PIL import Image
+
+    from raysearch.diagnostics import free_run_plot
     from raysearch.metrics import free_run_metrics
 
     dataset = DATASETS["mackey_glass"]
@@ -224,3 +227,7 @@ def test_a_generative_esn_runs_84_steps_on_its_own_output():
     assert scores["val_nrmse"] < 0.1
     untrained = MODELS["esn"].build(MODELS["esn"].hyperparams(units=400), info)
     assert free_run_metrics(untrained, splits["val"][0], info, washout=100)["val_nrmse"] > 0.5
+    # the champion's diagnostics draw such free runs against the series
+    path = free_run_plot(esn, splits["test"][0], 100, 84, tmp_path, "test")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[1] > 300

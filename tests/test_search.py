@@ -15,6 +15,7 @@ from helpers import (
     assert_nothing_left_running,
     child_runs,
     cli,
+    diagnostics,
     listening_addresses,
     mlflow_models_serve,
     own_tracebacks,
@@ -24,6 +25,7 @@ from mlflow import MlflowClient
 
 import raysearch
 from raysearch import checkpoint, search, tracking
+from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.early_stop import rungs
 from raysearch.spec import load_spec
@@ -90,7 +92,23 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
             assert len(history) == 4
         # a param whose `when:` is false is neither sampled nor logged
         assert ("momentum" in child.data.params) == (child.data.params["optimizer"] == "sgd")
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["space.yaml"]
+        # what its model costs, beside its metric
+        costs = {name: child.data.metrics[name] for name in COST_METRICS}
+        assert all(value > 0 for name, value in costs.items() if name != "peak_memory_mb")
+        assert costs["params_trainable"] == costs["params_total"]  # a CNN trains every weight
+        assert costs["peak_memory_mb"] >= 0  # RSS growth: a warm process may reuse its memory
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["diagnostics",
+                                                                           "space.yaml"]
+    # the champion's confusion matrix and per-class scores on the test split, beside the
+    # search's results and in the run its registered version comes from
+    champion = client.get_model_version_by_alias("digits-e2e", "champion")
+    assert float(champion.tags["latency_ms"]) > 0 and float(champion.tags["params_total"]) > 0
+    for run_id in (parent.info.run_id, champion.run_id):
+        files = diagnostics(tracking_uri, run_id)
+        assert sorted(files) == ["classification_report.txt", "confusion_matrix.png"]
+        report = files["classification_report.txt"].decode()
+        assert "precision" in report and "recall" in report and "f1-score" in report
+        assert len([line for line in report.splitlines() if line.strip()[:1].isdigit()]) == 10
 
     champion = client.get_model_version_by_alias("digits-e2e", "champion")
     assert champion.tags["metric"] == "val_accuracy"
@@ -144,6 +162,7 @@ def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, 
     mlflow.set_tracking_uri(tracking_uri)
     served = mlflow.pyfunc.load_model("models:/esn-e2e@champion")
     assert np.allclose(served.predict(u[None].numpy()), model(u[None]).detach().numpy(), atol=1e-5)
+    assert list(diagnostics(tracking_uri, outcome.parent_run_id)) == ["forecast.png"]
     assert_nothing_left_running()
 
 

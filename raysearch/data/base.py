@@ -25,6 +25,16 @@ class DataInfo:
     free_run: int = 0  # forecasting, generative: steps run on the model's own output, scored
     free_runs: int = 0  # ... from this many starting points across the split
     free_run_warmup: int = 0  # ... each after reading this many true steps from a zero state
+    # photos (RGB files): the per-channel mean and std that standardize them once resized and
+    # center-cropped to input_shape, so a trained model can read image files later
+    photos: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def photo_reading(self) -> dict | None:
+        """How a model of this data set reads an image file (checkpoint's `photos`)."""
+        if self.photos is None:
+            return None
+        return {"size": self.input_shape[-1], "mean": list(self.photos[0]),
+                "std": list(self.photos[1])}
 
 
 class DataError(Exception):
@@ -50,6 +60,14 @@ def normalized(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.
 
 
 @functools.cache
+def read_photo(path: str | Path, size: int) -> torch.Tensor:
+    """An image file as a uint8 RGB tensor (3, size, size), resized and center-cropped."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return _shaping(size)(image.convert("RGB"))
+
+
 def _shaping(size: int):
     from torchvision import transforms
 
@@ -73,10 +91,7 @@ class ImageFiles:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        with Image.open(self.paths[i]) as image:
-            return _shaping(self.size)(image.convert("RGB")), int(self.labels[i])
+        return read_photo(self.paths[i], self.size), int(self.labels[i])
 
     def subset(self, index: torch.Tensor) -> "ImageFiles":
         return replace(self, paths=tuple(self.paths[i] for i in index.tolist()),
@@ -87,6 +102,26 @@ class ImageFiles:
         the constants put on `device` once rather than with every batch."""
         mean, std = (torch.tensor(v, device=device) for v in (self.mean, self.std))
         return lambda images: normalized(images, mean, std)
+
+
+STRETCH = 100  # steps of a series taken as one input, where a series is the data
+
+
+def sample_inputs(splits: dict[str, Split], info: DataInfo, split: str, count: int
+                  ) -> torch.Tensor:
+    """Up to `count` inputs of a split as the model reads them: images normalized (N, C, H, W),
+    sequences (N, T, features), or stretches of STRETCH steps of a series to forecast."""
+    data = splits[split]
+    if isinstance(data, ImageFiles):
+        count = min(count, len(data))
+        return data.normalizer(torch.device("cpu"))(torch.stack([data[i][0]
+                                                                 for i in range(count)]))
+    x = data[0]
+    if info.task == "forecasting":
+        length = min(STRETCH, len(x))
+        starts = torch.linspace(0, len(x) - length, count).long().unique()
+        return torch.stack([x[i:i + length] for i in starts.tolist()])
+    return x[:count]
 
 
 @dataclass(frozen=True)

@@ -61,4 +61,5 @@ def load(options: Cifar10Options) -> tuple[dict[str, Split], DataInfo]:
     (x, y), test_split = tensors(train), tensors(test)
     fit, val = split_indices(len(x), options.val_fraction, options.split_seed)
     splits = {"train": (x[fit], y[fit]), "val": (x[val], y[val]), "test": test_split}
-    return splits, DataInfo(input_shape=(3, 32, 32), num_outputs=10, augment=options.augment)
+    return splits, DataInfo(input_shape=(3, 32, 32), num_outputs=10, augment=options.augment,
+                            photos=(tuple(MEAN.tolist()), tuple(STD.tolist())))

@@ -90,4 +90,5 @@ def load(options: ImageFolderOptions) -> tuple[dict[str, Split], DataInfo]:
     read = {key: _read(f, stream) for key, f in distinct.items()}
     splits = {name: read[id(f)] for name, f in files.items()}
     return splits, DataInfo(input_shape=(3, size, size), num_outputs=len(classes),
-                            augment=options.augment)
+                            augment=options.augment,
+                            photos=(tuple(MEAN.tolist()), tuple(STD.tolist())))

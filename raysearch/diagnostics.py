@@ -1,0 +1,122 @@
+"""The champion's diagnostics on the test split, as files for MLflow (computed by the driver):
+- a classifier: scikit-learn's confusion matrix (confusion_matrix.png) and per-class
+  precision, recall and F1 (classification_report.txt);
+- a forecaster: its prediction against the truth over a stretch of the split (forecast.png);
+  a generative ESN: its free runs against the true series (free_runs.png).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+from torch import nn
+
+from raysearch import checkpoint
+from raysearch.data.base import ImageFiles
+from raysearch.fit.gradient import image_loader
+from raysearch.job import SearchSetup
+from raysearch.models import MODELS
+
+STRETCH = 500  # steps of a forecast plotted
+FREE_RUNS = 3  # free runs plotted
+
+
+def diagnose(setup: SearchSetup, hyper: dict[str, Any], folder: str, out: Path,
+             split: str = "test") -> list[Path]:
+    """Writes the diagnostics of the model saved in `folder` (trained with `hyper`) on one
+    split into `out`; the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, whatever display the driver has
+    family = MODELS[setup.model]
+    hp = family.hyperparams(**hyper)
+    splits, info = ray.get(setup.data_ref)
+    model = checkpoint.load(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    if info.task == "classification":
+        labels, predicted = class_predictions(model, splits[split])
+        return classification_files(labels, predicted, info.num_outputs, out, split)
+    u, y = splits[split]
+    if info.free_run:
+        warmup = max(hp.washout, info.free_run_warmup)
+        return [free_run_plot(model, u, warmup, info.free_run, out, split)]
+    warm = hp.washout if family.fit == "ridge" else hp.window
+    return [forecast_plot(model, u, y, warm, out, split)]
+
+
+@torch.no_grad()
+def class_predictions(model: nn.Module, data) -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted class of every example of a split (tensors, or streamed files)."""
+    if isinstance(data, ImageFiles):
+        cpu = torch.device("cpu")
+        normalize = data.normalizer(cpu)
+        pairs = [(labels, model(normalize(images)).argmax(1))
+                 for images, labels in image_loader(data, 256, None, 0, cpu)]
+        return (torch.cat([p[0] for p in pairs]).numpy(), torch.cat([p[1] for p in pairs]).numpy())
+    x, y = data
+    predicted = torch.cat([model(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
+    return y.numpy(), predicted.numpy()
+
+
+def classification_files(labels: np.ndarray, predicted: np.ndarray, classes: int, out: Path,
+                         split: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, classification_report
+
+    report = out / "classification_report.txt"
+    report.write_text(classification_report(labels, predicted, labels=list(range(classes)),
+                                            digits=4, zero_division=0))
+    figure, axes = plt.subplots(figsize=(1.5 + 0.5 * classes, 1.2 + 0.5 * classes))
+    ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=list(range(classes)),
+                                            ax=axes, colorbar=False)
+    axes.set_title(f"{split} split: {len(labels)} examples")
+    matrix = out / "confusion_matrix.png"
+    figure.savefig(matrix, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return [report, matrix]
+
+
+@torch.no_grad()
+def forecast_plot(model: nn.Module, u: torch.Tensor, y: torch.Tensor, warm: int, out: Path,
+                  split: str) -> Path:
+    """The model reads the split from its start; its first `warm` steps only warm it up."""
+    import matplotlib.pyplot as plt
+
+    n = min(len(u), warm + STRETCH)
+    predicted = model(u[None, :n])[0].numpy()
+    truth = y[:n].numpy()
+    figure, axes = plt.subplots(predicted.shape[-1], 1, figsize=(10, 2.5 * predicted.shape[-1]),
+                                squeeze=False)
+    for k, ax in enumerate(axes[:, 0]):
+        ax.plot(truth[:, k], label="truth", color="black", linewidth=1)
+        ax.plot(predicted[:, k], label="prediction", color="tab:orange", linewidth=1)
+        ax.axvspan(0, warm, color="grey", alpha=0.15, label="warm-up (not scored)")
+        ax.set_xlabel(f"{split} step")
+    axes[0, 0].legend(loc="upper right")
+    path = out / "forecast.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+@torch.no_grad()
+def free_run_plot(model: nn.Module, u: torch.Tensor, warmup: int, steps: int, out: Path,
+                  split: str) -> Path:
+    """Free runs as the free-run metrics make them: `warmup` true steps read, then `steps` on
+    the model's own output."""
+    import matplotlib.pyplot as plt
+
+    starts = torch.linspace(warmup, len(u) - steps, FREE_RUNS).long()
+    figure, axes = plt.subplots(len(starts), 1, figsize=(10, 2.5 * len(starts)), squeeze=False)
+    for p, ax in zip(starts.tolist(), axes[:, 0], strict=True):
+        run = model.generate(u[None, p - warmup:p], steps)[0, :, 0].numpy()
+        ax.plot(u[p:p + steps, 0].numpy(), label="series", color="black", linewidth=1)
+        ax.plot(run, label="free run", color="tab:orange", linewidth=1)
+        ax.set_xlabel(f"steps after {split} step {p}")
+    axes[0, 0].legend(loc="upper right")
+    path = out / "free_runs.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
