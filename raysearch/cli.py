@@ -309,15 +309,17 @@ def predict(
     uri = tracking.tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder, version = tracking.pull(MlflowClient(uri), ref, Path(tmp) / "model")
+            with tracking.quietly():  # no download progress bars around the predictions
+                folder, version = tracking.pull(MlflowClient(uri), ref, Path(tmp) / "model")
             predictions = predict_file(folder, input_, out)
         except MlflowException as e:
             fail(f"{ref}: {e.message.splitlines()[0]}")
         except (CheckpointError, InputError) as e:
             fail(str(e))
     if out is not None:
-        typer.echo(f"{version.name} version {version.version}: {len(predictions)} predictions "
-                   f"-> {out}", err=True)
+        n = len(predictions)
+        typer.echo(f"{version.name} version {version.version}: predictions for {n} "
+                   f"input{'s' if n != 1 else ''} -> {out}", err=True)
 
 
 def main() -> None:
