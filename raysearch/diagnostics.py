@@ -14,22 +14,21 @@ import torch
 from torch import nn
 
 from raysearch import checkpoint
-from raysearch.data.base import ImageFiles
+from raysearch.data.base import ImageFiles, Split
 from raysearch.fit.gradient import image_loader
 from raysearch.job import SearchSetup
 from raysearch.models import MODELS
 
 STRETCH = 500  # steps of a forecast plotted
 FREE_RUNS = 3  # free runs plotted
+MATRIX_VALUES = 30  # classes up to which the confusion matrix shows its counts and labels
 
 
 def diagnose(setup: SearchSetup, hyper: dict[str, Any], folder: str, out: Path,
              split: str = "test") -> list[Path]:
     """Writes the diagnostics of the model saved in `folder` (trained with `hyper`) on one
-    split into `out`; the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, whatever display the driver has
+    split into `out`; the files written. Figures are drawn without pyplot, so the caller's
+    matplotlib backend is left as it was."""
     family = MODELS[setup.model]
     hp = family.hyperparams(**hyper)
     splits, info = ray.get(setup.data_ref)
@@ -47,7 +46,8 @@ def diagnose(setup: SearchSetup, hyper: dict[str, Any], folder: str, out: Path,
 
 
 @torch.no_grad()
-def class_predictions(model: nn.Module, data) -> tuple[np.ndarray, np.ndarray]:
+def class_predictions(model: nn.Module, data: Split | ImageFiles
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted class of every example of a split (tensors, or streamed files)."""
     if isinstance(data, ImageFiles):
         cpu = torch.device("cpu")
@@ -62,19 +62,24 @@ def class_predictions(model: nn.Module, data) -> tuple[np.ndarray, np.ndarray]:
 
 def classification_files(labels: np.ndarray, predicted: np.ndarray, classes: int, out: Path,
                          split: str) -> list[Path]:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
     report = out / "classification_report.txt"
     report.write_text(classification_report(labels, predicted, labels=list(range(classes)),
                                             digits=4, zero_division=0))
-    figure, axes = plt.subplots(figsize=(1.5 + 0.5 * classes, 1.2 + 0.5 * classes))
+    side = min(16, 1.5 + 0.5 * classes)  # inches: a thousand classes still make one page
+    figure = Figure(figsize=(side, side))
+    axes = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=list(range(classes)),
-                                            ax=axes, colorbar=False)
+                                            ax=axes, colorbar=classes > MATRIX_VALUES,
+                                            include_values=classes <= MATRIX_VALUES)
+    if classes > MATRIX_VALUES:
+        axes.set_xticks([])
+        axes.set_yticks([])
     axes.set_title(f"{split} split: {len(labels)} examples")
     matrix = out / "confusion_matrix.png"
     figure.savefig(matrix, dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return [report, matrix]
 
 
@@ -82,13 +87,13 @@ def classification_files(labels: np.ndarray, predicted: np.ndarray, classes: int
 def forecast_plot(model: nn.Module, u: torch.Tensor, y: torch.Tensor, warm: int, out: Path,
                   split: str) -> Path:
     """The model reads the split from its start; its first `warm` steps only warm it up."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = min(len(u), warm + STRETCH)
     predicted = model(u[None, :n])[0].numpy()
     truth = y[:n].numpy()
-    figure, axes = plt.subplots(predicted.shape[-1], 1, figsize=(10, 2.5 * predicted.shape[-1]),
-                                squeeze=False)
+    figure = Figure(figsize=(10, 2.5 * predicted.shape[-1]))
+    axes = figure.subplots(predicted.shape[-1], 1, squeeze=False)
     for k, ax in enumerate(axes[:, 0]):
         ax.plot(truth[:, k], label="truth", color="black", linewidth=1)
         ax.plot(predicted[:, k], label="prediction", color="tab:orange", linewidth=1)
@@ -97,7 +102,6 @@ def forecast_plot(model: nn.Module, u: torch.Tensor, y: torch.Tensor, warm: int,
     axes[0, 0].legend(loc="upper right")
     path = out / "forecast.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return path
 
 
@@ -106,10 +110,11 @@ def free_run_plot(model: nn.Module, u: torch.Tensor, warmup: int, steps: int, ou
                   split: str) -> Path:
     """Free runs as the free-run metrics make them: `warmup` true steps read, then `steps` on
     the model's own output."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     starts = torch.linspace(warmup, len(u) - steps, FREE_RUNS).long()
-    figure, axes = plt.subplots(len(starts), 1, figsize=(10, 2.5 * len(starts)), squeeze=False)
+    figure = Figure(figsize=(10, 2.5 * len(starts)))
+    axes = figure.subplots(len(starts), 1, squeeze=False)
     for p, ax in zip(starts.tolist(), axes[:, 0], strict=True):
         run = model.generate(u[None, p - warmup:p], steps)[0, :, 0].numpy()
         ax.plot(u[p:p + steps, 0].numpy(), label="series", color="black", linewidth=1)
@@ -118,5 +123,4 @@ def free_run_plot(model: nn.Module, u: torch.Tensor, warmup: int, steps: int, ou
     axes[0, 0].legend(loc="upper right")
     path = out / "free_runs.png"
     figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return path

@@ -155,6 +155,8 @@ def predict_file(folder: Path, path: Path, out: Path | None) -> np.ndarray:
     folder of images), written to `out` (or stdout)."""
     if out is not None and out.suffix not in WRITABLE:
         raise InputError(f"{out}: write .npy or .csv")
+    if out is not None and not out.parent.is_dir():
+        raise InputError(f"{out}: no folder {out.parent} to write it in")
     shape = expected_shape(folder)
     config = checkpoint.read_config(folder)
     names = None
@@ -166,8 +168,14 @@ def predict_file(folder: Path, path: Path, out: Path | None) -> np.ndarray:
     task = config.get("task", "classification")
     try:
         predictions = serving.predict(model, x, task)
-    except RuntimeError as e:  # a version without a signature, fed the wrong shape
+    except (RuntimeError, ValueError) as e:  # a version without a signature, a wrong shape
         raise InputError(f"{path}: inputs of shape {x.shape} do not fit the model "
                          f"({str(e).splitlines()[0]})") from None
-    write(predictions, task, out, names)
+    if predictions.ndim != (2 if task == "classification" else 3) or len(predictions) != len(x):
+        raise InputError(f"{path}: inputs of shape {x.shape} are not a batch the model reads "
+                         f"(it answered {predictions.shape})")
+    try:
+        write(predictions, task, out, names)
+    except OSError as e:
+        raise InputError(f"{out}: {e.strerror or e}") from None
     return predictions

@@ -6,11 +6,11 @@ What it predicts: raysearch.serving.predict.
 
 import mlflow
 import numpy as np
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 
 class RaysearchModel(PythonModel):
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from raysearch import checkpoint
 
         self.model = checkpoint.load(context.artifacts["model"])
@@ -18,7 +18,8 @@ class RaysearchModel(PythonModel):
             "task", "classification")
 
     # an ndarray hint: MLflow validates inputs against the logged signature, not the hint
-    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
+    def predict(self, context: PythonModelContext, model_input: np.ndarray,
+                params: dict | None = None) -> np.ndarray:
         from raysearch.serving import predict
 
         return predict(self.model, model_input, self.task)

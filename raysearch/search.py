@@ -232,10 +232,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s",
                 *COST_METRICS)
     scheduler = make_scheduler(spec, dispatcher)
-    asha = isinstance(scheduler, PostingASHA)
     trials_cb = tracking.MLflowTrials(
         client, experiment_id, parent, reported, getattr(scheduler, "stopped_early", ()),
-        max_t=spec.scheduler.max_t if asha else None,
         history=lambda trial_id: TrialCheckpoints(setup.trial_dir(trial_id), metric,
                                                   mode).history())
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed

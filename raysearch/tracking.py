@@ -12,6 +12,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -32,6 +33,7 @@ from raysearch import checkpoint, serving
 from raysearch.job import ENDED, TrialState
 from raysearch.outbox import Outbox
 from raysearch.resume import home
+from raysearch.storage import first_line
 
 TRIAL_TAG = "raysearch.trial_id"
 STATE_TAG = "raysearch.state"  # a TrialState
@@ -90,17 +92,17 @@ class MLflowTrials(tune.Callback):
     epochs that checkpoint holds (a killed driver may have lost them), and those already in
     the store, or sent by this driver, are not logged twice. A trial a killed driver's Tune had
     saved as ended before its run heard so is ended on resume from `history(trial_id)` (the
-    metrics of each epoch its checkpoint holds): Tune does not run it again.
+    metrics of each epoch its checkpoint holds, and whether the scheduler stopped it early):
+    Tune does not run it again.
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
                  metrics: tuple[str, ...], stopped_early: Collection[str] = (),
-                 outbox: Outbox | None = None, max_t: int | None = None,
-                 history: Callable[[str], list[dict]] = lambda trial_id: []):
+                 outbox: Outbox | None = None,
+                 history: Callable[[str], tuple[list[dict], bool]] = lambda t: ([], False)):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
         self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
-        self.max_t = max_t  # the epoch a trial not stopped early ends at; None: any
         self.history = history
         self.settled = False
         self.outbox = outbox or Outbox(client.tracking_uri)
@@ -143,13 +145,16 @@ class MLflowTrials(tune.Callback):
             if trial.status == "ERROR":
                 self.on_trial_error(iteration, trials, trial)
             elif trial.status == "TERMINATED":
-                history = self.history(trial.trial_id)
+                try:
+                    history, stopped = self.history(trial.trial_id)
+                except (checkpoint.CheckpointError, OSError) as e:
+                    # what the store holds of its epochs stays; the trial still ends
+                    print(f"warning: trial {trial.trial_id}: its last epochs could not be read "
+                          f"back ({first_line(str(e))})", file=sys.stderr)
+                    history, stopped = [], False
                 for entry in history:
                     self.on_trial_result(iteration, trials, trial, entry)
-                epochs = [entry["epoch"] for entry in history]
-                early = (self.max_t is not None and bool(epochs)
-                         and max(epochs) < self.max_t)
-                self.end(trial, early)
+                self.end(trial, stopped)
 
     def run_id(self, trial: Any) -> str:
         """The trial's run, made at its first write (writes run in order, so a run that could
@@ -383,9 +388,14 @@ def pull(client: MlflowClient, ref: str, out: str | Path) -> tuple[Path, Any]:
                 f"{version.version} (its SHA-256 differs or it is missing); nothing was written "
                 f"to {out}")
         out.mkdir(parents=True, exist_ok=True)
+        # a plain version pulled where an MLflow model was: load would find the old one inside
+        stale = [] if (Path(local) / checkpoint.MLFLOW_MODEL).exists() else [
+            out / checkpoint.MLFLOW_MODEL, out / checkpoint.IN_MLFLOW_MODEL.parts[0]]
+        for item in [*stale, *(out / item.name for item in Path(local).iterdir())]:
+            if item.is_dir():
+                shutil.rmtree(item)
+            elif item.exists():
+                item.unlink()
         for item in Path(local).iterdir():
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            shutil.move(str(item), target)
+            shutil.move(str(item), out / item.name)
     return out, version

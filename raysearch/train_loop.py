@@ -176,6 +176,10 @@ class Reports:
                                                         epoch in self.setup.rungs))
         if verdict == Verdict.FAIL:
             raise PeerFailed(f"another rank of trial {self.job.trial_id} failed")
+        if verdict == Verdict.STOP and epoch in self.setup.rungs and self.rank == 0:
+            # the scheduler's stop (only a rung's is), for a resumed driver that finds the
+            # trial ended but its run not told (MLflowTrials.settle)
+            self.store.mark_stopped()
         return verdict == Verdict.STOP
 
 

@@ -18,6 +18,7 @@ from raysearch.storage import filesystem
 
 PREFIX = "checkpoint_"
 MARKER = ".complete"
+STOPPED = "stopped_early"  # written when the scheduler stopped the trial before its last epoch
 
 
 class TrialCheckpoints:
@@ -49,14 +50,21 @@ class TrialCheckpoints:
         complete, _ = self.epochs()
         return self.path(complete[-1]) if complete else None
 
-    def history(self) -> list[dict]:
-        """The metrics of every epoch up to the latest checkpoint, as they were reported."""
+    def history(self) -> tuple[list[dict], bool]:
+        """The metrics of every epoch up to the latest checkpoint, as they were reported, and
+        whether the scheduler stopped the trial early."""
+        marker = self.fs.get_file_info(f"{self.root}/{STOPPED}")
+        stopped = marker.type != pyarrow.fs.FileType.NotFound
         latest = self.latest()
         if latest is None:
-            return []
+            return [], stopped
         with self.local(latest) as folder:
             state = checkpoint.load_train_state(folder)
-        return state.get("history", []) if state else []
+        return (state.get("history", []) if state else []), stopped
+
+    def mark_stopped(self) -> None:
+        with self.fs.open_output_stream(f"{self.root}/{STOPPED}"):
+            pass
 
     def local(self, path: str) -> AbstractContextManager[str]:
         """A checkpoint as a local folder (fetched when the storage is a bucket)."""

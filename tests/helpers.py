@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import ray
@@ -153,7 +154,7 @@ def _address(hex_address: str) -> str:
 
 
 @contextlib.contextmanager
-def mlflow_models_serve(model_uri: str, tracking_uri: str):
+def mlflow_models_serve(model_uri: str, tracking_uri: str) -> Iterator[str]:
     """`mlflow models serve -m MODEL_URI --env-manager local` on 127.0.0.1, as the README
     gives it (the venv's bin on PATH: MLflow starts `uvicorn` by name); its base URL once it
     answers /ping. Stopped, with every process it started, at the end."""

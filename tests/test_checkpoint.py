@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 import raysearch
 from raysearch import checkpoint, tracking
 from raysearch.models.cnn import CNN
+from raysearch.trial_checkpoints import TrialCheckpoints
 
 
 @pytest.fixture
@@ -109,9 +110,16 @@ def test_a_version_registered_as_a_plain_folder_still_pulls(tmp_path, saved, tra
         client.log_artifact(run, str(saved / file), artifact_path="model")
     client.create_registered_model("old")
     client.create_model_version("old", f"{client.get_run(run).info.artifact_uri}/model", run)
+    # pulled where another model's MLflow folder was: that one is not what loads
+    torch.manual_seed(1)
+    other = checkpoint.save(tmp_path / "other", "cnn", CNN(1, 10, channels=4))
+    register(tmp_path, other, tracking_uri)
+    assert cli("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+               tracking_uri).returncode == 0
     pulled = cli("pull", "old", "--out", str(tmp_path / "pulled"), "--tracking-uri",
                  tracking_uri)
     assert pulled.returncode == 0, pulled.stderr
+    assert not (tmp_path / "pulled" / "MLmodel").exists()
     assert torch.equal(raysearch.load(tmp_path / "pulled").head[-1].weight,
                        raysearch.load(saved).head[-1].weight)
 
@@ -137,3 +145,15 @@ def test_pull_verifies_the_files_against_the_checksums_recorded_at_registration(
     assert line.startswith("error: ")
     assert "model.pt: not the file registered as ckpt version 1" in line
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_trial_folder_gives_back_its_epochs_and_whether_the_scheduler_stopped_it(tmp_path):
+    """What a resumed driver reads of a trial Tune had ended before its MLflow run heard so."""
+    store = TrialCheckpoints(str(tmp_path / "trial"), "val_accuracy", "max")
+    history = [{"epoch": 1, "val_accuracy": 0.5}]
+    store.save(1, lambda folder: checkpoint.save(folder, "cnn", CNN(1, 10, channels=4),
+                                                 history[0], {"history": history}), history)
+    assert store.history() == (history, False)
+    store.mark_stopped()
+    assert store.history() == (history, True)
+    assert store.epochs() == ([1], [])  # the mark is no checkpoint

@@ -99,6 +99,5 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     (child,) = child_runs(MlflowClient(tracking_uri), outcome)
     costs = {name: child.data.metrics[name] for name in COST_METRICS}
     assert all(value > 0 for name, value in costs.items() if name != "peak_memory_mb")
-    assert costs["peak_memory_mb"] >= 0
     trains_all = model.__class__.__name__ != "ESN"
     assert (costs["params_trainable"] == costs["params_total"]) == trains_all

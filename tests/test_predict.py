@@ -181,6 +181,14 @@ def test_an_input_that_does_not_fit_is_named_with_the_shape_the_model_reads(
     assert not (tmp_path / "p.csv").exists()
 
 
+def test_an_out_file_in_a_missing_folder_is_named(registered, tmp_path):
+    np.save(tmp_path / "x.npy", IMAGES)
+    out = tmp_path / "nowhere" / "p.csv"
+    with pytest.raises(InputError) as info:
+        predict_file(registered["digits pulled"], tmp_path / "x.npy", out)
+    assert str(info.value) == f"{out}: no folder {out.parent} to write it in"
+
+
 def test_the_command_says_what_does_not_fit_in_one_line_and_exits_2(tmp_path, tracking_uri):
     path = tmp_path / "wrong-shape.npy"
     BAD[path.name][0](path)

@@ -59,7 +59,6 @@ def normalized(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.
     return (x - mean[:, None, None]) / std[:, None, None]
 
 
-@functools.cache
 def read_photo(path: str | Path, size: int) -> torch.Tensor:
     """An image file as a uint8 RGB tensor (3, size, size), resized and center-cropped."""
     from PIL import Image
@@ -68,6 +67,7 @@ def read_photo(path: str | Path, size: int) -> torch.Tensor:
         return _shaping(size)(image.convert("RGB"))
 
 
+@functools.cache
 def _shaping(size: int):
     from torchvision import transforms
 
