@@ -78,7 +78,7 @@ def _reset_peak_rss() -> None:
 class Costs:
     def __init__(self, device: torch.device, inputs: torch.Tensor) -> None:
         """`inputs`: up to EVAL_BATCH inputs of the validation split, as the model reads them."""
-        self.device, self.inputs = device, inputs.to(device)
+        self.device, self.inputs = device, inputs.to(device)  # no copy when already there
         self.began = time.perf_counter()
         self.model_costs: dict[str, float] | None = None
         if device.type == "cuda":

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 import torch
 from torch import nn
 
@@ -24,14 +23,14 @@ FREE_RUNS = 3  # free runs plotted
 MATRIX_VALUES = 30  # classes up to which the confusion matrix shows its counts and labels
 
 
-def diagnose(setup: SearchSetup, hyper: dict[str, Any], folder: str, out: Path,
+def diagnose(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str, out: Path,
              split: str = "test") -> list[Path]:
     """Writes the diagnostics of the model saved in `folder` (trained with `hyper`) on one
-    split into `out`; the files written. Figures are drawn without pyplot, so the caller's
-    matplotlib backend is left as it was."""
+    split of `data` (the search's splits and DataInfo) into `out`; the files written. Figures
+    are drawn without pyplot, so the caller's matplotlib backend is left as it was."""
     family = MODELS[setup.model]
     hp = family.hyperparams(**hyper)
-    splits, info = ray.get(setup.data_ref)
+    splits, info = data
     model = checkpoint.load(folder)
     out.mkdir(parents=True, exist_ok=True)
     if info.task == "classification":

@@ -4,7 +4,6 @@ example of what it reads, for its MLflow model's signature."""
 from typing import Any
 
 import numpy as np
-import ray
 import torch
 
 from raysearch import checkpoint
@@ -21,12 +20,13 @@ from raysearch.metrics import (
 from raysearch.models import MODELS
 
 
-def evaluate(setup: SearchSetup, hyper: dict[str, Any], folder: str, split: str = "test"
-             ) -> dict[str, float]:
-    """The metrics of the model saved in `folder` (trained with `hyper`) on one split."""
+def evaluate(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str,
+             split: str = "test") -> dict[str, float]:
+    """The metrics of the model saved in `folder` (trained with `hyper`) on one split of
+    `data` (the search's splits and DataInfo)."""
     family = MODELS[setup.model]
     hp = family.hyperparams(**hyper)
-    splits, info = ray.get(setup.data_ref)
+    splits, info = data
     model = checkpoint.load(folder)
     if isinstance(splits[split], ImageFiles):
         cpu = torch.device("cpu")  # the driver decodes in its own process

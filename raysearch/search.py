@@ -272,16 +272,17 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     if best and math.isfinite(best.value):
         # a checkpoint in a bucket is fetched once, for the test set and for the registry
         saved = ray.train.Checkpoint(best.checkpoint, filesystem=filesystem(storage)[0])
+        data = ray.get(setup.data_ref)  # once: a large data set is a copy each time
         with saved.as_directory() as local:
-            outcome.test_metrics = evaluate(setup, best.config, local)
+            outcome.test_metrics = evaluate(setup, data, best.config, local)
             outcome.promotion = outbox.call(lambda: tracking.promote(
                 client, spec.name, trials_cb.runs[best.trial_id], local, metric, mode,
                 best.value, {"search_run_id": parent, "trial_id": best.trial_id,
                              "epoch": best.epoch, **outcome.test_metrics, **best.costs},
-                input_example(*ray.get(setup.data_ref))),
+                input_example(*data)),
                 wait_s, "to register the champion")
             with tempfile.TemporaryDirectory() as tmp:
-                files = diagnose(setup, best.config, local, Path(tmp))
+                files = diagnose(setup, data, best.config, local, Path(tmp))
                 # beside the search's results, and in the run the registered version comes from
                 outbox.call(lambda: tracking.log_diagnostics(
                     client, (parent, trials_cb.runs[best.trial_id]), files), wait_s,

@@ -44,6 +44,8 @@ def serve(setup: SearchSetup, dispatcher: "ray.actor.ActorHandle", pool: str,
     incarnation = ray.util.get_current_placement_group().id.hex()
     # Loaded once by the driver and read once per worker process from the node's object store
     splits, info = ray.get(setup.data_ref)
+    # what rank 0 times each trial's model on (costs.py): the same inputs for every trial
+    probe = sample_inputs(splits, info, "val", EVAL_BATCH).to(device) if rank == 0 else None
     release(device)
     after = -1
     while True:
@@ -51,7 +53,7 @@ def serve(setup: SearchSetup, dispatcher: "ray.actor.ActorHandle", pool: str,
         if job is None:
             return
         after = job.seq
-        run_job(job, setup, (splits, info), dispatcher, rank, world, device)
+        run_job(job, setup, (splits, info), probe, dispatcher, rank, world, device)
         release(device)
         if one_job:
             return
@@ -68,14 +70,15 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_job(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.ActorHandle",
-            rank: int, world: int, device: torch.device) -> None:
+def run_job(job: Job, setup: SearchSetup, data: tuple, probe: torch.Tensor | None,
+            dispatcher: "ray.actor.ActorHandle", rank: int, world: int,
+            device: torch.device) -> None:
     """Trains one trial; rank 0 says how it ended. A trial that raises on every rank fails
     alone and the pool goes on; one that raises on some ranks only (the others wait in a
     collective), or whose checkpoint could not be written, takes the worker group down with
     it, and Ray Train starts a new one that goes on from the trial's last checkpoint."""
     try:
-        reason = train(job, setup, data, dispatcher, rank, world, device)
+        reason = train(job, setup, data, probe, dispatcher, rank, world, device)
     except CheckpointNotWritten:
         raise
     except Exception:  # noqa: BLE001  any error of the trial's code fails the trial
@@ -104,11 +107,13 @@ def fresh_start(seed: int) -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-def train(job: Job, setup: SearchSetup, data: tuple, dispatcher: "ray.actor.ActorHandle",
-          rank: int, world: int, device: torch.device) -> str | None:
-    """Why the trial stopped on its own (a metric that is not finite), else None."""
+def train(job: Job, setup: SearchSetup, data: tuple, probe: torch.Tensor | None,
+          dispatcher: "ray.actor.ActorHandle", rank: int, world: int,
+          device: torch.device) -> str | None:
+    """Why the trial stopped on its own (a metric that is not finite), else None. `probe`:
+    rank 0's inputs to time the model on."""
     splits, info = data
-    costs = Costs(device, sample_inputs(splits, info, "val", EVAL_BATCH)) if rank == 0 else None
+    costs = Costs(device, probe) if probe is not None else None
     family = MODELS[setup.model]
     hp = family.hyperparams(**job.config)
     fresh_start(hp.seed)
