@@ -121,8 +121,18 @@ def read_input(path: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     fits = x.ndim == len(shape) + 1 and all(
         d in (-1, n) for d, n in zip(shape, x.shape[1:], strict=True))
     if not fits:
-        raise InputError(f"{path}: inputs of shape {given}; the model reads {describe(shape)}")
+        raise InputError(f"{path}: inputs of shape {given}; the model reads {describe(shape)}"
+                         + (csv_layout(shape, given[-1]) if path.suffix == ".csv" else ""))
     return x
+
+
+def csv_layout(shape: tuple[int, ...], columns: int) -> str:
+    """How a CSV must be laid out for a model reading inputs of `shape`."""
+    if len(shape) == 2:  # one sequence
+        return (f" (a CSV is one sequence: a row per step, {shape[-1]} column(s) of features "
+                f"per row; {columns} here)")
+    return (f" (a CSV holds a flattened image per row: {int(np.prod(shape))} values per row; "
+            f"{columns} here)")
 
 
 def write(predictions: np.ndarray, task: str, out: Path | None,
