@@ -4,6 +4,7 @@ against the new source first (paths are under site-packages/ray)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,12 @@ def init(**kwargs: Any) -> Any:
 
     if services.canonicalize_bootstrap_address(None) is not None:
         return ray.init(**kwargs)
+    if "RAY_AUTH_MODE" not in os.environ:
+        # token authentication, as Ray gives a new local instance, chosen rather than defaulted
+        # to: Ray then says nothing about it (its warning on every search is for users who
+        # did not choose)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        reload_auth_config()
     resolve = services.resolve_ip_for_localhost
     services.resolve_ip_for_localhost = lambda host: host
     try:

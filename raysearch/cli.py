@@ -2,6 +2,7 @@
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -63,11 +64,17 @@ def tune(
     storage: str | None = typer.Option(None, help="Where Ray keeps results and checkpoints"),
     address: str | None = typer.Option(
         None, help="Submit to the cluster whose dashboard is here (http://HEAD:8265) as a job"),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Ray's, Tune's, Optuna's and MLflow's own output too"),
 ) -> None:
     """Run a search: Optuna proposes, ASHA stops early, every trial is a TorchTrainer."""
     from raysearch import resume, tracking
     from raysearch.outbox import fail_fast
+    from raysearch.quiet import quiet_libraries
     from raysearch.storage import resolve as resolve_storage
+
+    if not verbose:
+        quiet_libraries()
 
     flags = {"trials": trials, "workers": workers, "gpus_per_worker": gpus_per_worker,
              "max_concurrent": max_concurrent, "name": name}
@@ -100,27 +107,44 @@ def tune(
             *[f"--{k.replace('_', '-')}={v}" for k, v in flags.items()],
             *[f"--set={item}" for item in set_ or []],
             *([f"--tracking-uri={tracking_uri}"] if tracking_uri else []),
-            *([f"--storage={storage}"] if storage else [])])
+            *([f"--storage={storage}"] if storage else []),
+            *(["--verbose"] if verbose else [])])
         return
     fail_fast()
     check_tracking(uri)
+
+    import logging
+    from functools import partial
 
     import ray
 
     from raysearch import _ray, search
     from raysearch.data import DataError
     from raysearch.outbox import TrackingDown
+    from raysearch.progress import Progress
+    from raysearch.quiet import QUIET_LEVEL
 
-    if not ray.is_initialized():
-        context = _ray.init(dashboard_host="127.0.0.1", include_dashboard=True)
+    links = []
+    started_here = not ray.is_initialized()
+    if started_here:
+        context = _ray.init(dashboard_host="127.0.0.1", include_dashboard=True,
+                            logging_level=logging.INFO if verbose else QUIET_LEVEL)
+        started_here = not _ray.joined_cluster()
         if context.dashboard_url:
             # a cluster's dashboard listens on its head's localhost (cluster.yaml)
             joined = ("   (from your machine: `ray dashboard cluster.yaml` tunnels to it)"
                       if _ray.joined_cluster() else "")
-            console.print(f"Ray dashboard: http://{context.dashboard_url}{joined}")
-    console.print(f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})")
+            links.append(f"Ray dashboard: http://{context.dashboard_url}{joined}")
+    links += [f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})",
+              f"TensorBoard: tensorboard --logdir {root}/{spec.name}"]
+    live = console.is_terminal and not verbose
+    if not live:
+        for link in links:
+            console.print(link, highlight=False)
+    progress = partial(Progress, spec, console=console, live=live, links=tuple(links))
     try:
-        outcome = search.run(spec, uri, root, origin=origin, resuming=resume_ is not None)
+        outcome = search.run(spec, uri, root, origin=origin, resuming=resume_ is not None,
+                             progress=progress, verbose=verbose)
     except (SpecError, DataError) as e:
         fail(str(e))
     except TrackingDown as e:
@@ -131,6 +155,8 @@ def tune(
         typer.echo(f"interrupted; finished trials are kept. Go on with: {again}", err=True)
         raise typer.Exit(130) from None
     show(outcome, spec.objective.mode)
+    if started_here:
+        shut_down(ray)
     if outcome.best is None and outcome.errors:
         trial_id, reason = next(iter(outcome.errors.items()))
         fail(f"every trial failed; the first, trial {trial_id}: {reason}", 1)
@@ -263,6 +289,66 @@ def show(outcome, mode: str) -> None:
                    else f"champion stays version {promo.previous}")
         console.print(f"registered: {outcome.name} version {promo.version} ({verdict})")
         console.print(f"fetch it: raysearch pull {outcome.name}@champion --out DIR")
+    if outcome.report:
+        console.print(f"report: {outcome.report}   (again, or several searches compared: "
+                      f"raysearch report {outcome.name} ...)", highlight=False)
+
+
+def shut_down(ray) -> None:
+    """Ray's own shutdown, once no actor is still being created: a worker that is creating one
+    when the raylet exits dies on a failed check (ActorCreationTaskDone) and prints a C++
+    stack trace after a search that succeeded."""
+    import time
+
+    from ray.util.state import list_actors
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            # neither alive nor dead: pending creation, its arguments not ready, restarting
+            creating = list_actors(filters=[("state", "!=", "ALIVE"), ("state", "!=", "DEAD")],
+                                   raise_on_missing_output=False)
+        except Exception:  # noqa: BLE001  no state API (no dashboard): nothing to wait on
+            break
+        if not creating:
+            break
+        time.sleep(0.2)
+    ray.shutdown()
+
+
+class Format(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def report(
+    names: list[str] = typer.Argument(..., help="Search names; several on one data set are "
+                                                "compared"),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Folder to write to [default: reports/NAME]"),
+    fmt: Format = typer.Option(Format.csv, "--format", help="The trials table's format"),
+    tracking_uri: str | None = typer.Option(None, help="MLflow tracking URI"),
+) -> None:
+    """A search's report.html (Optuna's plots, learning curves, the champion's diagnostics) and
+    trials table; for several searches, comparison.html."""
+    from mlflow import MlflowClient
+
+    from raysearch import report as reports
+    from raysearch import tracking
+    from raysearch.quiet import quiet_libraries
+
+    quiet_libraries()
+    uri = tracking.tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    out = out or Path("reports") / "_vs_".join(dict.fromkeys(names))
+    try:
+        records = [reports.load(client, name) for name in dict.fromkeys(names)]
+        files = reports.write(client, records, out, fmt.value)
+    except reports.ReportError as e:
+        fail(str(e))
+    for file in files:
+        console.print(str(file), highlight=False)
 
 
 @app.command()

@@ -71,6 +71,11 @@ class Pools:
         # Ray Train waits this long for a worker group; with no retries of the start
         # (controller_failure_limit=0 below) this bounds a pool whose workers never start.
         os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(self.setup.start_timeout_s)
+        # Ray Train's preemption watcher is an observability actor for spot nodes, started with
+        # each worker group; its creation logs a core_worker.cc error into every search
+        # ("constructor arguments in the object store and max_restarts > 0"). A pool's lost
+        # workers are handled by its restarts either way; =1 turns it back on.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         for slot in range(self.slots):
             thread = threading.Thread(target=self.run_slot, args=(slot,), daemon=True,
                                       name=f"{self.setup.name}-pool-{slot}")

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch import _ray, resume, tracking
+from raysearch import _ray, report, resume, tracking
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.diagnostics import diagnose
@@ -30,7 +31,7 @@ from raysearch.outbox import TrackingDown, fail_fast
 from raysearch.pool import EndedTrials, Pools
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
-from raysearch.storage import filesystem, shared
+from raysearch.storage import filesystem, first_line, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
 from raysearch.trial import trainable
@@ -60,6 +61,7 @@ class Outcome:
     test_metrics: dict[str, float] = field(default_factory=dict)
     parent_run_id: str = ""
     max_concurrent: int = 1
+    report: str | None = None  # the report page's path in the storage
 
     def count(self, state: TrialState | str) -> int:
         return sum(1 for s in self.states.values() if s == state)
@@ -115,7 +117,7 @@ def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle") -> TrialSche
 
 def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
                 max_concurrent: int, scheduler: TrialScheduler, callbacks: list[tune.Callback],
-                resuming: bool = False) -> tune.Tuner:
+                resuming: bool = False, verbose: bool = False) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
     searcher = ConcurrencyLimiter(
         OptunaSearch(space=DefineByRun(spec), metric=metric, mode=mode,
@@ -127,10 +129,17 @@ def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
         # The next trial runs in the last one's actor: no actor teardown and start between
         # trials (about 4 s each on 2 cores).
         reuse_actors=True,
-        # the same name as the trial's checkpoint folder
-        trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}")
+        # the same name as the trial's checkpoint folder, for its Tune folder too (its result
+        # files, its TensorBoard events), rather than Tune's name made of rounded params
+        trial_name_creator=lambda t: f"{spec.name}-{t.trial_id}",
+        trial_dirname_creator=lambda t: f"{spec.name}-{t.trial_id}")
+    # raysearch's own view (progress.py) in place of Tune's per-trial tables, unless -v. Tune's
+    # new output engine prints its experiment box and a TensorBoard hint naming a staging
+    # folder even at verbose=0; the legacy engine (RAY_AIR_NEW_OUTPUT=0) at 0 prints nothing.
+    if not verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     run_config = tune.RunConfig(name=spec.name, storage_path=storage, callbacks=callbacks,
-                                verbose=1)
+                                verbose=None if verbose else 0)
     if not resuming:
         return tune.Tuner(trainable(dispatcher), tune_config=tune_config, run_config=run_config)
     # Finished trials stay finished, unfinished ones start again (in a pool, from the latest
@@ -175,13 +184,19 @@ class Interrupted(Exception):
     """The search stopped before its trials ended (Ctrl-C); its state is saved."""
 
 
+Progress = Callable[[Mapping[str, TrialState]], tune.Callback]
+
+
 def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         callbacks: tuple[tune.Callback, ...] = (), origin: resume.Origin | None = None,
-        resuming: bool = False) -> Outcome:
+        resuming: bool = False, progress: Progress | None = None, verbose: bool = False
+        ) -> Outcome:
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
     `callbacks` are extra Tune callbacks, called before raysearch's own (the benchmarks time
-    trials with one, tests kill the driver from one)."""
+    trials with one, tests kill the driver from one). `progress` makes the callback that shows
+    the search as it runs, given how each trial ended (progress.Progress); `verbose` leaves
+    Tune's own reporting on."""
     storage = resolve_storage(storage or resume.default_storage())
     hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
     if reason := storage_problem(storage, hostnames):
@@ -205,15 +220,15 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     pools.start()
     try:
         return _run(spec, tracking_uri, storage, setup, dispatcher, pools, max_concurrent,
-                    callbacks, origin, resuming)
+                    callbacks, origin, resuming, progress, verbose)
     finally:
         pools.stop(now=True)  # a no-op when _run has stopped them
 
 
 def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
          dispatcher: "ray.actor.ActorHandle", pools: Pools, max_concurrent: int,
-         callbacks: tuple[tune.Callback, ...], origin: resume.Origin | None, resuming: bool
-         ) -> Outcome:
+         callbacks: tuple[tune.Callback, ...], origin: resume.Origin | None, resuming: bool,
+         progress: Progress | None, verbose: bool) -> Outcome:
     metric, mode = spec.objective.metric, spec.objective.mode
     fail_fast()
     client = MlflowClient(tracking_uri)
@@ -221,11 +236,13 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         state = resume.load(storage, spec.name)
         experiment_id, parent = state.experiment_id, state.parent_run_id
         client.update_run(parent, "RUNNING")
+        report.log_info(client, parent, report.SearchInfo.of(spec))  # a search begun before it
     else:
         settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
                     "trials": spec.search.trials, "scheduler": spec.scheduler.type,
                     "workers": spec.resources.workers}
         experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
+        report.log_info(client, parent, report.SearchInfo.of(spec))
         origin = origin or resume.Origin(spec.source.read_text())
         resume.save(storage, spec.name, origin, resume.SearchState(
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
@@ -242,8 +259,10 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     # A failed trial's traceback goes to its MLflow run (error.txt) and the summary gives its
     # last line, rather than Tune printing every traceback into the live view.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    shown = [progress(trials_cb.states)] if progress else []
     tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler,
-                        [*callbacks, trials_cb, EndedTrials(dispatcher)], resuming)
+                        [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
+                        verbose)
     outbox = trials_cb.outbox
     try:
         results = tuner.fit()
@@ -291,4 +310,24 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             parent, metrics=tracking.metrics_now(outcome.test_metrics)))
     outbox.call(lambda: tracking.finish_search(client, parent, best, metric), wait_s,
                 "to close the search's run")
+    outcome.report = outbox.call(lambda: write_report(client, spec.name, storage, parent),
+                                 wait_s, "to write the search's report")
     return outcome
+
+
+def write_report(client: MlflowClient, name: str, storage: str, parent: str) -> str | None:
+    """The search's report (report.html, trials.csv) in `<storage>/<name>/report` and as
+    artifacts of its run; its page's path there, or None when it could not be drawn (the
+    search's results stand: the report is a view of them, `raysearch report` draws it again)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            files = report.write(client, [report.load(client, name, parent)], Path(tmp))
+        except (report.ReportError, ValueError, RuntimeError, OSError) as e:
+            print(f"warning: the search's report was not written: {first_line(e)}",
+                  file=sys.stderr)
+            return None
+        client.log_artifacts(parent, tmp, artifact_path="report")
+        fs, root = filesystem(storage)
+        fs.create_dir(f"{root}/{name}/report", recursive=True)
+        pyarrow.fs.copy_files(tmp, f"{root}/{name}/report", destination_filesystem=fs)
+        return f"{storage}/{name}/report/{files[0].name}"

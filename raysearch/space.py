@@ -43,6 +43,17 @@ def suggest(trial: optuna.Trial, name: str, param: Param) -> Any:
     return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
 
 
+def distribution(param: Param) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution `suggest` samples `param` from."""
+    if isinstance(param, CategoricalParam):
+        return optuna.distributions.CategoricalDistribution(param.choices)
+    if isinstance(param, IntParam):
+        return optuna.distributions.IntDistribution(param.low, param.high, log=param.log,
+                                                    step=param.step or 1)
+    return optuna.distributions.FloatDistribution(param.low, param.high, log=param.log,
+                                                  step=param.step)
+
+
 class DefineByRun:
     """The search space as a callable of an Optuna trial. A class, not a closure: Tune pickles
     the searcher, space included, into the experiment state it resumes from."""
