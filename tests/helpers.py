@@ -3,12 +3,15 @@
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -195,3 +198,32 @@ def diagnostics(tracking_uri: str, run_id: str) -> dict[str, bytes]:
             image.verify()
             assert image.format == "PNG" and min(image.size) > 100, name
     return files
+
+
+@dataclass
+class Rendered:
+    dom: str  # the page's DOM after its scripts ran
+    console: list[str]  # what its scripts logged, uncaught exceptions included
+    screenshot: Path
+
+
+def render_in_chromium(page: Path, screenshot: Path) -> Rendered:
+    """`page` as headless Chromium renders it with every host name unresolvable (a page that
+    needs the network shows it as errors), after 10 s of virtual time for its scripts."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is missing: .ci/run installs Debian's package"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
+             "--window-size=1300,5000"]
+    with tempfile.TemporaryDirectory() as profile:
+        flags.append(f"--user-data-dir={profile}")
+        shot = subprocess.run([chromium, *flags, "--enable-logging=stderr", "--v=0",
+                               f"--screenshot={screenshot}", page.resolve().as_uri()],
+                              capture_output=True, text=True, timeout=120)
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.resolve().as_uri()],
+                             capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and dom.returncode == 0, shot.stderr[-2000:] + dom.stderr[-2000:]
+    # Chromium logs what a page's scripts print to the console (errors, uncaught exceptions)
+    # as CONSOLE lines, whatever their level
+    return Rendered(dom.stdout, [line for line in shot.stderr.splitlines() if ":CONSOLE" in line],
+                    screenshot)

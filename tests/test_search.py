@@ -98,8 +98,8 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
         assert costs["params_trainable"] == costs["params_total"]  # a CNN trains every weight
         # peak_memory_mb is RSS growth on a CPU: a warm pool's process may reuse memory, so 0
         # is a fair reading here (test_costs.py measures it)
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["diagnostics",
-                                                                           "space.yaml"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [
+        "diagnostics", "report", "search.json", "space.yaml"]
     # the champion's confusion matrix and per-class scores on the test split, beside the
     # search's results and in the run its registered version comes from
     champion = client.get_model_version_by_alias("digits-e2e", "champion")
