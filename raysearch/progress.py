@@ -6,6 +6,7 @@ screen. Elsewhere (CI, a job's logs): one plain line per trial event (started, e
 """
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from raysearch.job import TrialState
 from raysearch.spec import Spec
 
 RUNNING = "running"
+# what header() says of the best trial, as `raysearch jobs` finds it in a job's logs
+BEST = re.compile(r"trials done, best (\w+) (\S+) \(trial (\w+)\)")
 
 
 def fmt(value: Any) -> str:

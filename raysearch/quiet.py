@@ -14,6 +14,7 @@ QUIET_LEVEL = logging.WARNING  # what Ray's own loggers keep: ray.init(logging_l
 
 
 def quiet_libraries() -> None:
+    logging.getLogger("ray").setLevel(QUIET_LEVEL)  # ray.init sets it again, to logging_level
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

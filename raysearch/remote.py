@@ -8,7 +8,6 @@ it was submitted, and by the metadata raysearch puts on it.
 
 import asyncio
 import os
-import re
 import shlex
 import shutil
 import tempfile
@@ -19,14 +18,12 @@ from typing import Any
 
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from raysearch import _ray
+from raysearch import _ray, progress
 
 OVERRIDES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 TAG = "raysearch"  # metadata key marking raysearch's jobs
 ENDED = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
-# Tune's progress lines: "Current best trial: 4e1a with val_nrmse=0.0015 and params={...}"
 GET_TOKEN = "`ray get-auth-token` on the head prints it"
-BEST = re.compile(r"Current best trial: (\w+) with (\w+)=(\S+) and params")
 
 
 class ClusterError(Exception):
@@ -120,11 +117,11 @@ def wait(client: JobSubmissionClient, job_id: str, timeout_s: float = 30) -> str
 
 
 def best_so_far(logs: str) -> str:
-    """'<metric>=<value> (trial <id>)' from the job's latest Tune progress report, or ''."""
-    found = BEST.findall(logs)
+    """'<metric>=<value> (trial <id>)' from the job's latest line of a trial's end, or ''."""
+    found = progress.BEST.findall(logs)
     if not found:
         return ""
-    trial, metric, value = found[-1]
+    metric, value, trial = found[-1]
     return f"{metric}={value} (trial {trial})"
 
 

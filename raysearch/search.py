@@ -27,7 +27,7 @@ from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
 from raysearch.evaluate import evaluate, input_example
 from raysearch.job import SearchSetup, TrialState
-from raysearch.outbox import TrackingDown, fail_fast
+from raysearch.outbox import TrackingDown, fail_fast, unreachable
 from raysearch.pool import EndedTrials, Pools
 from raysearch.space import DefineByRun, make_sampler
 from raysearch.spec import Spec, SpecError
@@ -322,7 +322,9 @@ def write_report(client: MlflowClient, name: str, storage: str, parent: str) -> 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             files = report.write(client, [report.load(client, name, parent)], Path(tmp))
-        except (report.ReportError, ValueError, RuntimeError, OSError) as e:
+        except Exception as e:  # noqa: BLE001  a view that fails to draw ends no search
+            if unreachable(e):
+                raise  # the outbox waits for the store and tries again
             print(f"warning: the search's report was not written: {first_line(e)}",
                   file=sys.stderr)
             return None

@@ -7,12 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 import requests
-from helpers import free_port, stop_process_group
+from helpers import free_port, listening_addresses, stop_process_group
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -77,3 +78,43 @@ def s3():
         yield env
     finally:
         stop_process_group(server)
+
+
+@dataclass
+class DefaultSearch:
+    run: subprocess.CompletedProcess  # its output
+    folder: Path  # the working directory it ran in
+    storage: Path
+    tracking_uri: str
+    listening: dict[str, str]  # address -> process name: every socket it listened on
+
+
+@pytest.fixture(scope="session")
+def default_search(tmp_path_factory) -> DefaultSearch:
+    """The default search as a user runs it on a laptop, outside a terminal: the ready ESN
+    space with 6 trials, no cluster to join (raysearch starts its own Ray instance beside the
+    session's), the embedded MLflow store in the working directory. The sockets its process tree
+    listens on are recorded while it runs."""
+    folder = tmp_path_factory.mktemp("default-search")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE")}
+    # Ray Train's placement-group cleaner asks this instance's state API, not the session's
+    env["RAY_API_SERVER_ADDRESS"] = "http://127.0.0.1:8265"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "raysearch", "tune", "--space", "esn", "--trials", "6",
+         "--storage", str(folder / "results")], cwd=folder, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: dict[str, str] = {}
+    try:
+        while driver.poll() is None:
+            seen.update(listening_addresses(driver.pid))
+            time.sleep(0.5)
+        out, err = driver.communicate()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    run = subprocess.CompletedProcess(driver.args, driver.returncode, out, err)
+    assert run.returncode == 0, out[-3000:] + err[-3000:]
+    return DefaultSearch(run, folder, folder / "results", f"sqlite:///{folder / 'mlflow.db'}",
+                         seen)

@@ -166,7 +166,7 @@ def test_a_submitted_search_reports_to_the_team_server_and_runs_on_after_a_detac
         # the job's own output streams back; Ctrl-C once it has started a trial detaches
         deadline = time.time() + 300
         for line in client.stdout:
-            if "started with configuration" in line or time.time() > deadline:
+            if re.match(r"trial \w+ started", line) or time.time() > deadline:
                 break
         client.send_signal(signal.SIGINT)
         out, err = client.communicate(timeout=60)

@@ -17,30 +17,25 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from raysearch import tracking
+from raysearch import search, tracking
 from raysearch.job import TrialState
 from raysearch.progress import Progress
 from raysearch.report import ReportError, SearchInfo, SearchRecord
 from raysearch.report.compare import check_comparable
 from raysearch.spec import load_spec, resolve_space
 
-NAME, SMALL = "esn-report", "esn-report-small"
+NAME, SMALL = "esn-mackey-glass", "esn-small"
 PLOTS = 6  # learning curves and Optuna's five: history, intermediate, importances, parallel, slice
 
 
 @pytest.fixture(scope="module")
-def searches(ray_cluster, tmp_path_factory):
-    """The ready ESN space run as users run it, outside a terminal: 6 trials, then a smaller
-    ESN of 2 trials on the same data for the comparison."""
-    folder = tmp_path_factory.mktemp("report")
-    uri, storage = f"sqlite:///{folder / 'mlflow.db'}", folder / "results"
-    env = {"RAY_ADDRESS": ray_cluster.address_info["address"]}
-    common = ["--tracking-uri", uri, "--storage", str(storage)]
-    run = cli("tune", "--space", "esn", "--trials", "6", "--name", NAME, *common, env=env)
-    small = cli("tune", "--space", "esn", "--trials", "2", "--name", SMALL,
-                "--set", "params.units.high=120", *common, env=env)
-    assert run.returncode == 0 and small.returncode == 0, run.stderr + small.stderr
-    return {"run": run, "uri": uri, "storage": storage, "folder": folder}
+def searches(default_search, ray_cluster):
+    """The default search (conftest.py: the ready ESN space, 6 trials, run as users run it),
+    then a smaller ESN of 2 trials on the same data, in the same store, for the comparison."""
+    spec = load_spec(resolve_space("esn"), ["params.units.high=120"], trials=2, name=SMALL)
+    search.run(spec, default_search.tracking_uri, str(default_search.storage))
+    return {"run": default_search.run, "uri": default_search.tracking_uri,
+            "storage": default_search.storage}
 
 
 def trial_runs(uri: str, name: str) -> dict[str, object]:
@@ -57,8 +52,9 @@ def test_a_search_outside_a_terminal_prints_a_line_per_trial_event_and_no_librar
     lines = output.splitlines()
     assert len(lines) < 60, output
     assert "Traceback" not in output and "core_worker.cc" not in output, output
-    for noise in ("Check failed", "ExperimentalWarning", "A new study created",
-                  "Creating initial MLflow database tables", "Trial status", "╭"):
+    for noise in ("Check failed", "bug in Ray", "ExperimentalWarning", "A new study created",
+                  "Creating initial MLflow database tables", "Token authentication",
+                  "Started a local Ray instance", "Trial status", "╭"):
         assert noise not in output, noise
     trials = trial_runs(searches["uri"], NAME)
     assert len(trials) == 6
@@ -78,7 +74,7 @@ def test_a_search_outside_a_terminal_prints_a_line_per_trial_event_and_no_librar
         assert ended[0].startswith(f"trial {trial_id} {expected}: val_nrmse "), ended[0]
     assert re.search(r"6/6 trials done, best val_nrmse \S+ \(trial \w+\)", output)
     assert f"TensorBoard: tensorboard --logdir {searches['storage']}/{NAME}" in output
-    assert "registered: esn-report version 1 (now champion)" in output
+    assert "registered: esn-mackey-glass version 1 (now champion)" in output
     assert f"report: {searches['storage']}/{NAME}/report/report.html" in output
 
 
@@ -147,11 +143,11 @@ def test_report_compares_searches_on_one_data_set(searches, tmp_path):
 
 
 def test_report_of_a_search_the_store_does_not_hold_is_one_line_and_exit_2(searches, tmp_path):
-    run = cli("report", "esn-repor", "--tracking-uri", searches["uri"], "--out",
+    run = cli("report", "esn-mackey-glas", "--tracking-uri", searches["uri"], "--out",
               str(tmp_path / "out"))
     assert run.returncode == 2
-    assert run.stderr.count("\n") == 1 and "no search named 'esn-repor'" in run.stderr
-    assert NAME in run.stderr  # the searches it does hold
+    assert run.stderr.count("\n") == 1 and "no search named 'esn-mackey-glas'" in run.stderr
+    assert NAME in run.stderr and SMALL in run.stderr  # the searches it does hold
     assert not (tmp_path / "out").exists()
 
 

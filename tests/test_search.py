@@ -1,10 +1,6 @@
 """End to end on a real local Ray cluster: Optuna + ASHA over 2-worker gloo TorchTrainer trials,
 a real SQLite MLflow store, the registry and `raysearch pull`."""
 
-import os
-import subprocess
-import sys
-import time
 
 import mlflow
 import numpy as np
@@ -16,7 +12,6 @@ from helpers import (
     child_runs,
     cli,
     diagnostics,
-    listening_addresses,
     mlflow_models_serve,
     own_tracebacks,
     train_runs_started,
@@ -267,45 +262,17 @@ def test_two_trial_slots_run_on_two_pools(ray_cluster, tmp_path, tracking_uri, w
     assert_nothing_left_running()
 
 
-LOCAL = """\
-    name: own-ray
-    model: esn
-    data: {name: mackey_glass, length: 1000}
-    objective: {metric: val_nrmse, mode: min}
-    search: {trials: 2, sampler: random, seed: 0}
-    scheduler: {type: none, max_t: 2}
-    resources: {workers: 2, cpus_per_worker: 1}
-    params:
-      units: {type: int, low: 30, high: 60}
-"""
-
-
-def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(tmp_path, write_spec):
+def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(default_search):
     """`raysearch tune` with no cluster to join starts a Ray instance for itself, as on a
     laptop: none of its processes (GCS, raylet, dashboard, agents, pools' workers) listens on an
     address that another machine could reach, from the start to the end of the search. The one
     exception is torch's: the rendezvous store (TCPStore) a pool's rank 0 opens for its worker
     group binds every interface, and no torch setting changes that (README)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-    # Ray Train's placement-group cleaner asks this instance's state API, not the session's
-    env["RAY_API_SERVER_ADDRESS"] = "http://127.0.0.1:8265"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "raysearch", "tune", "--space", str(write_spec(LOCAL)),
-         "--storage", str(tmp_path / "results")], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen: dict[str, str] = {}
-    try:
-        while driver.poll() is None:
-            seen.update(listening_addresses(driver.pid))
-            time.sleep(0.5)
-        out, err = driver.communicate()
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.communicate()
-    assert driver.returncode == 0, out[-2000:] + err[-2000:]
-    assert "trials: 2 completed" in out and "now champion" in out
-    assert (tmp_path / "mlflow.db").exists()  # the embedded store, in the working directory
+    assert "registered: esn-mackey-glass version 1 (now champion)" in default_search.run.stdout
+    # the embedded store, in the working directory
+    assert default_search.tracking_uri == f"sqlite:///{default_search.folder / 'mlflow.db'}"
+    assert (default_search.folder / "mlflow.db").exists()
+    seen = default_search.listening
     assert len(seen) > 5  # GCS, raylet, dashboard, its agents, workers
     outward = {a: name for a, name in seen.items() if not a.startswith("127.")}
     assert list(outward.values()) == ["ray::RayTrainWorker"]  # the warm pool's rendezvous
