@@ -41,6 +41,7 @@ def best_per_search(records: list[SearchRecord]) -> go.Figure:
     metric = records[0].info.metric
     fig = go.Figure(go.Bar(x=names, y=values, text=labels,
                         marker_color=[COLOURS[i % len(COLOURS)] for i in range(len(names))]))
+    html.log_scale_if_wide(fig, values)
     return fig.update_layout(title=f"best {metric} per search", yaxis_title=metric)
 
 
