@@ -27,10 +27,11 @@ from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
 from raysearch.evaluate import evaluate, input_example
 from raysearch.job import SearchSetup, TrialState
+from raysearch.models import MODELS
 from raysearch.outbox import TrackingDown, fail_fast, unreachable
 from raysearch.pool import EndedTrials, Pools
 from raysearch.space import DefineByRun, make_sampler
-from raysearch.spec import Spec, SpecError
+from raysearch.spec import CategoricalParam, Spec, SpecError
 from raysearch.storage import filesystem, first_line, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
@@ -206,6 +207,9 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
               "machines, checkpoints written there are lost. Give a bucket or a network file "
               "system (RAYSEARCH_STORAGE sets the default)", file=sys.stderr)
     max_concurrent = concurrency(spec)
+    if prepare := MODELS[spec.model].prepare:  # raises DataError before anything starts
+        prepare(spec.fixed, {name: p.choices for name, p in spec.params.items()
+                             if isinstance(p, CategoricalParam)})
     dataset = DATASETS[spec.data.name]
     data_ref = ray.put(dataset.load(spec.data_options()))  # raises DataError before anything
     setup = setup_of(spec, storage, data_ref)

@@ -1,5 +1,6 @@
-"""The recurrent families, the ESN classifier and a streamed image folder in real searches:
-2-worker gloo TorchTrainer trials on a real Ray cluster, tracked in a real SQLite MLflow store."""
+"""The recurrent families, the FCN, the ESN classifier and a streamed image folder in real
+searches: 2-worker gloo TorchTrainer trials on a real Ray cluster, tracked in a real SQLite
+MLflow store."""
 
 from pathlib import Path
 
@@ -43,6 +44,10 @@ CASES = {
                  "units: {type: int, low: 200, high: 300}",
                  "{pooling: mean, seeds: 2, ridge: 1.0e-3, input_scaling: 0.3, washout: 0}",
                  0.6),
+    # the FCN baseline of time-series classification reads the same rows
+    "fcn-rows": ("fcn", "{name: seq_digits}", ACCURACY, 3,
+                 "lr: {type: float, low: 0.005, high: 0.01, log: true}",
+                 "{filters: 16, optimizer: adam, batch_size: 32}", 0.6),
     # a GRU forecasts Mackey-Glass one step ahead from windows of the series
     "gru-series": ("gru", "{name: mackey_glass, length: 3000}", NRMSE, 6,
                    "lr: {type: float, low: 0.008, high: 0.01, log: true}",
@@ -51,6 +56,11 @@ CASES = {
     "cnn-streamed": ("cnn", "{name: imagefolder, root: IMAGES, image_size: 16, stream: true}",
                      ACCURACY, 2, "lr: {type: float, low: 0.005, high: 0.01, log: true}",
                      "{channels: 4, optimizer: adam, batch_size: 16}", 0.6),
+    # any torchvision classification model by name (random weights), its input resized up to
+    # what it takes (SqueezeNet: 17 px)
+    "torchvision-folder": ("torchvision", "{name: imagefolder, root: IMAGES, image_size: 16}",
+                           ACCURACY, 3, "lr: {type: float, low: 0.002, high: 0.003, log: true}",
+                           "{arch: squeezenet1_1, optimizer: adam, batch_size: 16}", 0.5),
 }
 
 

@@ -19,7 +19,9 @@ from raysearch.models import MODELS
 from raysearch.models.esn import harvest
 
 SMALL = {"esn": {"units": 40}, "resnet18": {"width": 8}, "resnet34": {"width": 8},
-         "resnet50": {"width": 8}, "cnn": {"channels": 4},
+         "resnet50": {"width": 8}, "cnn": {"channels": 4}, "fcn": {"filters": 8},
+         # digits are 8 px and one channel: resized to 17 px, repeated to three channels
+         "torchvision": {"arch": "squeezenet1_1"},
          **{cell: {"hidden_size": 16, "num_layers": 2, "bidirectional": True}
             for cell in ("rnn", "lstm", "gru")}}
 OFFLINE = {"digits": {}, "seq_digits": {}, "mackey_glass": {"length": 600}}
@@ -170,6 +172,52 @@ def test_cifar10_offline_and_absent_says_which_file_to_put_where(tmp_path):
     message = str(info.value)
     assert "cifar-10-python.tar.gz" in message and str(tmp_path / "cifar") in message
     assert not (tmp_path / "cifar").exists()
+
+
+def test_pretrained_torchvision_weights_load_from_torch_home_all_but_the_head(tmp_path,
+                                                                             monkeypatch):
+    from torchvision.models import get_model
+
+    from raysearch.models import zoo
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(1)
+    imagenet = get_model("mobilenet_v3_small", weights=None)  # as if downloaded there
+    file = zoo.weights_file("mobilenet_v3_small")
+    file.parent.mkdir(parents=True)
+    torch.save(imagenet.state_dict(), file)
+    zoo.ensure_weights("mobilenet_v3_small")  # present: nothing fetched
+
+    _, info = DATASETS["digits"].load(DATASETS["digits"].options())
+    family = MODELS["torchvision"]
+    net = family.build(family.hyperparams(arch="mobilenet_v3_small", pretrained=True,
+                                          freeze=1.0), info)
+    mine, theirs = net.model.state_dict(), imagenet.state_dict()
+    head = zoo.head_name(net.model, info.num_outputs)
+    assert head == "classifier.3" and mine[f"{head}.weight"].shape == (10, 1024)
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine if not k.startswith(head))
+    # freeze 1.0: the head alone trains
+    assert {n for n, p in net.model.named_parameters() if p.requires_grad} == {
+        f"{head}.weight", f"{head}.bias"}
+
+
+def test_pretrained_torchvision_weights_offline_and_absent_say_which_file_to_put_where(
+        tmp_path, monkeypatch):
+    from raysearch.models import zoo
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(DataError) as info:
+        zoo.prepare({"pretrained": True}, {"arch": ["mobilenet_v3_small"]})
+    message = str(info.value)
+    assert "mobilenet_v3_small-047dcff4.pth" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "\n" not in message
+
+
+def test_an_unknown_torchvision_arch_names_the_closest(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="did you mean efficientnet_b0"):
+        MODELS["torchvision"].hyperparams(arch="efficentnet_b0")
 
 
 def fit_readout(esn, u: torch.Tensor, y: torch.Tensor, washout: int, ridge: float) -> None:

@@ -2,13 +2,13 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from torch import nn
 
 from raysearch.data.base import DataInfo
-from raysearch.models import cnn, esn, resnet, rnn
+from raysearch.models import cnn, esn, fcn, resnet, rnn, zoo
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class ModelFamily:
     build: Callable[[BaseModel, DataInfo], nn.Module]
     constructor: Callable[..., nn.Module]  # rebuilds the module from its saved `config()`
     generates: bool = False  # can run on its own output (forecasting's generative mode)
+    # before a search starts, on the driver: fetch what its trials will need (pretrained
+    # weights), given the spec's fixed values and its categorical params' choices
+    prepare: Callable[[dict[str, Any], dict[str, list[Any]]], None] | None = None
 
 
 MODELS: dict[str, ModelFamily] = {
@@ -40,4 +43,12 @@ MODELS: dict[str, ModelFamily] = {
         cell, rnn.RNNHyper, frozenset({"sequence"}), frozenset({"classification", "forecasting"}),
         "gradient", rnn.builder(cell), rnn.Recurrent,
     ) for cell in rnn.CELLS},
+    "torchvision": ModelFamily(
+        "torchvision", zoo.ZooHyper, frozenset({"image"}), frozenset({"classification"}),
+        "gradient", zoo.build, zoo.Zoo, prepare=zoo.prepare,
+    ),
+    "fcn": ModelFamily(
+        "fcn", fcn.FCNHyper, frozenset({"sequence"}), frozenset({"classification"}),
+        "gradient", fcn.build, fcn.FCN,
+    ),
 }
