@@ -155,7 +155,7 @@ BROKEN = [
      "objective.metric", "val_nrmse, val_mse, train_loss"),
     ("model cannot read the data", ESN, ("model: esn", "model: cnn  # <-"),
      "model", "image data"),
-    ("unknown model", CNN, ("model: cnn", "model: cnm  # <-"), "model", "did you mean 'cnn'?"),
+    ("unknown model", CNN, ("model: cnn", "model: cnnn  # <-"), "model", "did you mean 'cnn'?"),
     ("unknown data set", CNN, ("{name: digits}", "{name: digit}  # <-"),
      "data.name", "did you mean 'digits'?"),
     ("unknown data option", ESN, ("horizon: 1", "horizn: 1  # <-"),
