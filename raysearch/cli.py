@@ -110,6 +110,13 @@ def tune(
             *([f"--storage={storage}"] if storage else []),
             *(["--verbose"] if verbose else [])])
         return
+    from raysearch import search
+    from raysearch.data import DataError
+
+    try:  # before anything starts: bad data (a user's file) is one line, nothing is written
+        data = search.inputs(spec)
+    except DataError as e:
+        fail(str(e))
     fail_fast()
     check_tracking(uri)
 
@@ -118,8 +125,7 @@ def tune(
 
     import ray
 
-    from raysearch import _ray, search
-    from raysearch.data import DataError
+    from raysearch import _ray
     from raysearch.outbox import TrackingDown
     from raysearch.progress import Progress
     from raysearch.quiet import QUIET_LEVEL
@@ -144,7 +150,7 @@ def tune(
     progress = partial(Progress, spec, console=console, live=live, links=tuple(links))
     try:
         outcome = search.run(spec, uri, root, origin=origin, resuming=resume_ is not None,
-                             progress=progress, verbose=verbose)
+                             progress=progress, verbose=verbose, data=data)
     except (SpecError, DataError) as e:
         fail(str(e))
     except TrackingDown as e:

@@ -60,16 +60,21 @@ def forecast_sums(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, h
         start, first = max(0, lo - washout), max(lo, washout)
         targets = y[first:hi]
         predictions = model(u[None, start:hi])[0, first - start:] if first < hi else targets
-    err = (predictions - targets).double()
-    t = targets.double()
-    return torch.stack([(err * err).sum(), t.sum(), (t * t).sum(), t.new_tensor(float(t.numel()))])
+    outputs = targets.shape[-1]
+    err = (predictions - targets).double().reshape(-1, outputs)
+    t = targets.double().reshape(-1, outputs)
+    return torch.stack([(err * err).sum(0), t.sum(0), (t * t).sum(0),
+                        t.new_full((outputs,), float(len(t)))])
 
 
 def forecast_metrics(sums: torch.Tensor, split: str) -> dict[str, float]:
-    """MSE, and NRMSE: the RMSE over the standard deviation of the targets."""
-    sse, s1, s2, n = sums.tolist()
-    mse, variance = sse / n, s2 / n - (s1 / n) ** 2
-    return {f"{split}_mse": mse, f"{split}_nrmse": math.sqrt(mse / variance)}
+    """MSE, and NRMSE: the RMSE over the standard deviation of the targets; each per target
+    (the last dimension of `sums`, one column per target), averaged over the targets."""
+    sse, s1, s2, n = sums.double()
+    mse = sse / n
+    variance = s2 / n - (s1 / n) ** 2
+    return {f"{split}_mse": mse.mean().item(),
+            f"{split}_nrmse": (mse / variance).sqrt().mean().item()}
 
 
 @torch.no_grad()
@@ -90,9 +95,10 @@ def free_run_metrics(model: ESN, u: torch.Tensor, info: DataInfo, washout: int,
         read = torch.stack([u[p - warmup:p] for p in starts])
         last = model.generate(read, steps)[:, -1]
         err = (last - torch.stack([u[p + steps - 1] for p in starts])).double()
-        sums = torch.stack([(err * err).sum(), err.new_tensor(float(err.numel()))])
+        sums = torch.stack([(err * err).sum(0), err.new_full((err.shape[-1],), len(err))])
     else:
-        sums = torch.zeros(2, dtype=torch.float64, device=u.device)
-    sse, n = all_reduce_sum(sums).tolist()
-    mse = sse / n
-    return {"val_mse": mse, "val_nrmse": math.sqrt(mse / u.double().var(unbiased=False).item())}
+        sums = torch.zeros(2, u.shape[-1], dtype=torch.float64, device=u.device)
+    sse, n = all_reduce_sum(sums)
+    mse = sse / n  # per series of a multivariate one, each over its own variance, averaged
+    return {"val_mse": mse.mean().item(),
+            "val_nrmse": (mse / u.double().var(0, unbiased=False)).sqrt().mean().item()}

@@ -81,6 +81,16 @@ def setup_of(spec: Spec, storage: str, data_ref: ray.ObjectRef) -> SearchSetup:
         start_timeout_s=res.start_timeout_s, reuse_workers=res.reuse_workers)
 
 
+def inputs(spec: Spec) -> tuple:
+    """What a search reads before anything starts: the files its model family needs
+    (pretrained weights) and its data set, as (splits, DataInfo). Raises DataError, naming the
+    file and what is wrong with it."""
+    if prepare := MODELS[spec.model].prepare:
+        prepare(spec.fixed, {name: p.choices for name, p in spec.params.items()
+                             if isinstance(p, CategoricalParam)})
+    return DATASETS[spec.data.name].load(spec.data_options())
+
+
 def concurrency(spec: Spec) -> int:
     """Trials that fit in the cluster at once, at most `max_concurrent`. On a cluster this
     driver started (a laptop) none fitting is an error rather than trials that wait forever for
@@ -190,14 +200,15 @@ Progress = Callable[[Mapping[str, TrialState]], tune.Callback]
 
 def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         callbacks: tuple[tune.Callback, ...] = (), origin: resume.Origin | None = None,
-        resuming: bool = False, progress: Progress | None = None, verbose: bool = False
-        ) -> Outcome:
+        resuming: bool = False, progress: Progress | None = None, verbose: bool = False,
+        data: tuple | None = None) -> Outcome:
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
     `callbacks` are extra Tune callbacks, called before raysearch's own (the benchmarks time
     trials with one, tests kill the driver from one). `progress` makes the callback that shows
     the search as it runs, given how each trial ended (progress.Progress); `verbose` leaves
-    Tune's own reporting on."""
+    Tune's own reporting on. `data` is what `inputs(spec)` gave, when the caller has read it
+    already (the command line does, before Ray starts)."""
     storage = resolve_storage(storage or resume.default_storage())
     hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
     if reason := storage_problem(storage, hostnames):
@@ -207,11 +218,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
               "machines, checkpoints written there are lost. Give a bucket or a network file "
               "system (RAYSEARCH_STORAGE sets the default)", file=sys.stderr)
     max_concurrent = concurrency(spec)
-    if prepare := MODELS[spec.model].prepare:  # raises DataError before anything starts
-        prepare(spec.fixed, {name: p.choices for name, p in spec.params.items()
-                             if isinstance(p, CategoricalParam)})
-    dataset = DATASETS[spec.data.name]
-    data_ref = ray.put(dataset.load(spec.data_options()))  # raises DataError before anything
+    data_ref = ray.put(data if data is not None else inputs(spec))
     setup = setup_of(spec, storage, data_ref)
     slots = min(max_concurrent, spec.search.trials)
     # every rank of every pool keeps a call waiting in the dispatcher, and every trial one

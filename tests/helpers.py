@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import ray
 import requests
 from mlflow import MlflowClient
@@ -227,3 +228,38 @@ def render_in_chromium(page: Path, screenshot: Path) -> Rendered:
     # as CONSOLE lines, whatever their level
     return Rendered(dom.stdout, [line for line in shot.stderr.splitlines() if ":CONSOLE" in line],
                     screenshot)
+
+
+def write_series(path: Path, steps: int = 400) -> Path:
+    """A measured two-channel series with a time column: a sine and a slower cosine ten times
+    larger, sampled every minute."""
+    t = np.arange(steps)
+    with path.open("w") as f:
+        f.write("time,a,b,noise\n")
+        for i in t:
+            f.write(f"2026-01-01T{i // 60:02d}:{i % 60:02d}:00,{np.sin(i / 5):.6f},"
+                    f"{10 * np.cos(i / 11):.6f},{(i * 7919) % 13 / 13:.6f}\n")
+    return path
+
+
+def write_sequences(path: Path, count: int = 150, test: bool = False) -> Path:
+    """A variable-length set of 3-feature sequences in 3 classes told apart by their frequency,
+    each 6 to 24 steps long and padded after its steps with large junk (which a model must not
+    read); with `test`, a held-out test part too."""
+    rng = np.random.default_rng(0)
+
+    def part(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, n)
+        lengths = rng.integers(6, 25, n)
+        x = rng.normal(1e3, 1e3, (n, 24, 3)).astype(np.float32)  # the junk
+        for i in range(n):
+            t = np.arange(lengths[i])[:, None] + rng.uniform(0, 6)
+            x[i, :lengths[i]] = (np.sin(t * (0.4 + 0.5 * y[i]) + np.arange(3))
+                                 + rng.normal(0, 0.1, (lengths[i], 3)))
+        return x, y, lengths
+
+    x, y, lengths = part(count)
+    extra = (dict(zip(("x_test", "y_test", "lengths_test"), part(count // 3), strict=True))
+             if test else {})
+    np.savez(path, x=x, y=y, lengths=lengths, **extra)
+    return path

@@ -55,3 +55,17 @@ def test_pulling_a_model_that_does_not_exist_is_a_clear_error(tmp_path):
     run = raysearch("pull", "nobody@champion", "--out", "m", "--tracking-uri", uri, cwd=tmp_path)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and "nobody" in run.stderr
+
+
+def test_a_bad_data_file_exits_2_with_one_line_before_anything_starts(tmp_path):
+    (tmp_path / "series.csv").write_text("time,load\n0,1.5\n1,1.7\n2,n/a\n")
+    (tmp_path / "space.yaml").write_text(
+        "name: t\nmodel: esn\ndata: {name: series, path: series.csv, target: [load]}\n"
+        + OBJECTIVE)
+
+    run = raysearch("tune", "--space", "space.yaml", cwd=tmp_path)
+
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    line, = run.stderr.strip().splitlines()
+    assert line == "error: series.csv:4: column 'load': 'n/a' is not a number"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series.csv", "space.yaml"]

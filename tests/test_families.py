@@ -8,7 +8,13 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from helpers import assert_nothing_left_running, child_runs, diagnostics
+from helpers import (
+    assert_nothing_left_running,
+    child_runs,
+    diagnostics,
+    write_sequences,
+    write_series,
+)
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -56,6 +62,18 @@ CASES = {
     "cnn-streamed": ("cnn", "{name: imagefolder, root: IMAGES, image_size: 16, stream: true}",
                      ACCURACY, 2, "lr: {type: float, low: 0.005, high: 0.01, log: true}",
                      "{channels: 4, optimizer: adam, batch_size: 16}", 0.6),
+    # a user's set of variable-length sequences (an .npz with lengths): the LSTM reads the
+    # valid steps alone as packed sequences, the ESN pools the states of the valid steps
+    "lstm-variable": ("lstm", "{name: sequences, path: SEQUENCES}", ACCURACY, 4,
+                      "lr: {type: float, low: 0.01, high: 0.02, log: true}",
+                      "{hidden_size: 16, optimizer: adam, batch_size: 16}", 0.6),
+    "esn-variable": ("esn", "{name: sequences, path: SEQUENCES}", ACCURACY, 1,
+                     "units: {type: int, low: 100, high: 150}",
+                     "{pooling: mean, ridge: 1.0e-3, washout: 0}", 0.6),
+    # an ESN forecasts two measured channels of a CSV series from three (one is noise)
+    "esn-csv": ("esn", "{name: series, path: SERIES, target: [a, b], inputs: [a, b, noise], "
+                "time: time}", NRMSE, 2, "units: {type: int, low: 100, high: 150}",
+                "{washout: 20, ridge: 1.0e-6, input_scaling: 0.1}", 0.2),
     # any torchvision classification model by name (random weights), its input resized up to
     # what it takes (SqueezeNet: 17 px)
     "torchvision-folder": ("torchvision", "{name: imagefolder, root: IMAGES, image_size: 16}",
@@ -81,13 +99,17 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     model, data, objective, epochs, param, fixed, good = CASES[case]
     if "IMAGES" in data:
         data = data.replace("IMAGES", str(image_folder(tmp_path / "images")))
+    if "SERIES" in data:
+        data = data.replace("SERIES", str(write_series(tmp_path / "series.csv")))
+    if "SEQUENCES" in data:
+        data = data.replace("SEQUENCES", str(write_sequences(tmp_path / "sequences.npz")))
     spec = load_spec(write_spec(SPACE.format(name=case, model=model, data=data,
                                              objective=objective, epochs=epochs, param=param,
                                              fixed=fixed)))
     outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
     assert outcome.count("completed") == 1, outcome.errors
     value = outcome.best.value
-    assert value > good if spec.objective.mode == "max" else value < good
+    assert value > good if spec.objective.mode == "max" else value < good, value
     assert outcome.promotion.champion and outcome.test_metrics
     assert_nothing_left_running()
 

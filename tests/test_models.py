@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_sequences, write_series
 from PIL import Image
 
 import raysearch
 from raysearch import checkpoint
-from raysearch.data import DATASETS, DataError
+from raysearch.data import DATASETS, DataError, DataInfo
 from raysearch.fit.gradient import augment, windows
 from raysearch.models import MODELS
 from raysearch.models.esn import harvest
@@ -279,3 +280,123 @@ def test_a_generative_esn_runs_84_steps_on_its_own_output(tmp_path):
     path = free_run_plot(esn, splits["test"][0], 100, 84, tmp_path, "test")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[1] > 300
+
+
+def test_a_csv_series_is_split_in_time_and_forecast_per_target(tmp_path):
+    from raysearch.metrics import forecast_metrics, forecast_sums
+
+    dataset = DATASETS["series"]
+    options = dataset.options(path=str(write_series(tmp_path / "s.csv")), target=["a", "b"],
+                              inputs=["a", "b", "noise"], time="time", horizon=3)
+    splits, info = dataset.load(options)
+    assert info.input_shape == (3,) and info.num_outputs == 2 and info.task == "forecasting"
+    assert [len(splits[s][0]) for s in ("train", "val", "test")] == [239, 79, 79]
+    u, y = splits["train"]
+    assert torch.allclose(y[0], u[3, :2])  # three steps ahead, in time order
+    # every target scored over its own variance, then averaged: the large b does not swamp a
+    zero = torch.zeros_like(y)
+    sums = forecast_sums(lambda x: zero[None], u, y, 0, len(u), 0)
+    mse_a, mse_b = (y[:, 0] ** 2).mean().item(), (y[:, 1] ** 2).mean().item()
+    metrics = forecast_metrics(sums, "val")
+    assert metrics["val_mse"] == pytest.approx((mse_a + mse_b) / 2, rel=1e-5)
+    expected = np.mean([math.sqrt(m / y[:, k].double().var(unbiased=False).item())
+                        for k, m in enumerate((mse_a, mse_b))])
+    assert metrics["val_nrmse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_npy_series_has_its_columns_named_by_index(tmp_path):
+    np.save(tmp_path / "s.npy", np.sin(np.arange(300) / 7).astype(np.float32))
+    dataset = DATASETS["series"]
+    splits, info = dataset.load(dataset.options(path=str(tmp_path / "s.npy"), mode="generative",
+                                                warmup=20, horizon=10))
+    assert info.input_shape == (1,) and info.free_run == 10
+    u, y = splits["train"]
+    assert torch.equal(y[:-1], u[1:])  # one step ahead, then run on its own output
+
+
+BAD_SERIES = {
+    "a missing column": ("time,a\n0,1\n", {"target": ["b"]}, "s.csv:1: no column 'b' (its "
+                         "columns: time, a)"),
+    "a word": ("time,a\n0,1\n1,x\n", {"target": ["a"]}, "s.csv:3: column 'a': 'x' is not a "
+               "number"),
+    "a gap": ("time,a\n0,1\n1,\n", {"target": ["a"]}, "s.csv:3: column 'a': '' is not a number"),
+    "not finite": ("time,a\n0,1\n1,nan\n", {"target": ["a"]}, "s.csv:3: column 'a': nan is "
+                   "not finite"),
+    "out of order": ("time,a\n0,1\n2,1\n1,1\n", {"target": ["a"], "time": "time"},
+                     "s.csv:4: column 'time': '1' is not after the line before"),
+    "too short": ("a\n" + "1\n" * 30, {}, "30 steps are too few"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SERIES)
+def test_a_bad_series_is_one_line_naming_file_line_and_column(case, tmp_path):
+    text, options, message = BAD_SERIES[case]
+    (tmp_path / "s.csv").write_text(text)
+    dataset = DATASETS["series"]
+    with pytest.raises(DataError) as info:
+        dataset.load(dataset.options(path=str(tmp_path / "s.csv"), **options))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sequence_set_is_padded_with_nan_after_each_sequences_steps(tmp_path):
+    dataset = DATASETS["sequences"]
+    splits, info = dataset.load(dataset.options(
+        path=str(write_sequences(tmp_path / "s.npz", test=True))))
+    assert info.input_shape == (3,) and info.num_outputs == 3
+    assert [len(splits[s][0]) for s in ("train", "val", "test")] == [120, 30, 50]
+    with np.load(tmp_path / "s.npz") as f:
+        lengths = f["lengths_test"]
+    x_test = splits["test"][0]
+    for i in range(len(x_test)):
+        assert torch.isfinite(x_test[i, :lengths[i]]).all()
+        assert torch.isnan(x_test[i, lengths[i]:]).all()  # no junk left to read
+
+
+@pytest.mark.parametrize("model, hyper", [
+    ("lstm", {"hidden_size": 8}), ("gru", {"hidden_size": 8, "bidirectional": True}),
+    ("fcn", {"filters": 4}), ("esn", {"units": 30, "pooling": "last"}),
+    ("esn", {"units": 30, "pooling": "mean"})])
+def test_what_pads_a_sequence_changes_no_prediction(model, hyper):
+    family = MODELS[model]
+    net = family.build(family.hyperparams(**hyper),
+                       DataInfo(input_shape=(3,), num_outputs=4)).eval()
+    torch.manual_seed(0)
+    steps = torch.randn(2, 7, 3)
+    short = torch.cat([steps, torch.full((2, 3, 3), torch.nan)], dim=1)  # 7 steps of 10
+    long = torch.cat([steps, torch.full((2, 20, 3), torch.nan)], dim=1)  # 7 steps of 27
+    alone = net(steps)  # the same sequences, unpadded
+    assert torch.allclose(net(short), alone, atol=1e-5)
+    assert torch.allclose(net(long), alone, atol=1e-5)
+    # a batch of sequences of different lengths: each as if it were alone
+    mixed = torch.cat([steps, steps[:, :4].new_full((2, 3, 3), torch.nan)], dim=1)
+    mixed[1, 4:] = torch.nan  # the second has 4 steps
+    predicted = net(mixed)
+    assert torch.allclose(predicted[0], alone[0], atol=1e-5)
+    assert torch.allclose(predicted[1], net(steps[1:, :4])[0], atol=1e-5)
+
+
+BAD_SEQUENCES = {
+    "no y": (lambda a: a.pop("y"), "no array 'y' beside x"),
+    "shapes disagree": (lambda a: a.update(y=a["y"][:-1]), "x has 150 sequences and y 149"),
+    "a length too long": (lambda a: a["lengths"].__setitem__(3, 30),
+                          "lengths[3] = 30: a sequence has 1 to 24 valid steps"),
+    "an empty sequence": (lambda a: a["lengths"].__setitem__(0, 0), "lengths[0] = 0"),
+    "not finite": (lambda a: a["x"].__setitem__((2, 1, 0), np.inf), "x[2, 1, 0] is inf"),
+    "one class": (lambda a: a.update(y=np.zeros_like(a["y"])), "y holds one class only"),
+    "a class unseen in training": (
+        lambda a: a.update(x_test=a["x"][:5], y_test=np.full(5, 7)),
+        "y_test holds class 7, which y never does"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SEQUENCES)
+def test_a_bad_sequence_set_is_one_line_naming_the_file_and_array(case, tmp_path):
+    change, message = BAD_SEQUENCES[case]
+    with np.load(write_sequences(tmp_path / "good.npz")) as f:
+        arrays = dict(f)
+    change(arrays)
+    np.savez(tmp_path / "s.npz", **arrays)
+    dataset = DATASETS["sequences"]
+    with pytest.raises(DataError) as info:
+        dataset.load(dataset.options(path=str(tmp_path / "s.npz")))
+    assert str(tmp_path / "s.npz") in str(info.value) and message in str(info.value)

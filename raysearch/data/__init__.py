@@ -1,6 +1,6 @@
 """Data sets by name."""
 
-from raysearch.data import cifar10, digits, imagefolder, mackey_glass
+from raysearch.data import cifar10, digits, imagefolder, mackey_glass, sequences, series
 from raysearch.data.base import (
     CLASSIFICATION_METRICS,
     FORECASTING_METRICS,
@@ -22,6 +22,14 @@ DATASETS: dict[str, DataSet] = {
     "mackey_glass": DataSet(
         "mackey_glass", mackey_glass.MackeyGlassOptions, "sequence", "forecasting",
         FORECASTING_METRICS, mackey_glass.load,
+    ),
+    "sequences": DataSet(
+        "sequences", sequences.SequencesOptions, "sequence", "classification",
+        CLASSIFICATION_METRICS, sequences.load,
+    ),
+    "series": DataSet(
+        "series", series.SeriesOptions, "sequence", "forecasting", FORECASTING_METRICS,
+        series.load,
     ),
     "cifar10": DataSet(
         "cifar10", cifar10.Cifar10Options, "image", "classification", CLASSIFICATION_METRICS,

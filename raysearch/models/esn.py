@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from raysearch.data.base import DataInfo
+from raysearch.models.padding import lengths, valid_steps
 
 
 class ESNHyper(BaseModel):
@@ -94,7 +95,8 @@ class ESN(nn.Module):
     @torch.no_grad()
     def center_on(self, u: torch.Tensor) -> None:
         """Subtract the mean of the inputs u (training data) from every input from now on."""
-        self.input_center.copy_(u.reshape(-1, u.shape[-1]).mean(0))
+        steps = u.reshape(-1, u.shape[-1])
+        self.input_center.copy_(steps[~torch.isnan(steps).any(dim=1)].mean(0))  # valid steps
 
     @torch.no_grad()
     def run(self, u: torch.Tensor, h: list[torch.Tensor] | None = None
@@ -134,10 +136,18 @@ class ESN(nn.Module):
     def features(self, u: torch.Tensor) -> torch.Tensor:
         """What the readout reads: the states of every step (forecasting), or one pooled state
         per sequence (classification)."""
+        u, valid = valid_steps(u)
         states = self.states(u)
         if self.pooling is None:
             return states
-        return states[:, -1] if self.pooling == "last" else states.mean(dim=1)
+        if valid is None:
+            return states[:, -1] if self.pooling == "last" else states.mean(dim=1)
+        # NaN-padded sequences (padding.py): the states of the valid steps alone, which come
+        # first and so never read the padding
+        steps = lengths(valid)
+        if self.pooling == "last":
+            return states[torch.arange(len(states), device=states.device), steps - 1]
+        return (states * valid[..., None]).sum(dim=1) / steps[:, None]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.readout(self.features(u))

@@ -10,6 +10,7 @@ from torch import nn
 
 from raysearch.data.base import DataInfo
 from raysearch.models.hyper import GradientHyper
+from raysearch.models.padding import lengths, valid_steps
 
 
 class FCNHyper(GradientHyper):
@@ -31,16 +32,26 @@ class FCN(nn.Module):
             # "same" padding, as the paper's Keras layers, so every block keeps the length:
             # torch's padding="same" warns for even kernels and copies the input, so the
             # extra step of an even kernel is padded on the right, as Keras does
-            blocks += [nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0),
-                       nn.Conv1d(c_in, c_out, k, bias=False),
-                       nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)]
+            blocks.append(nn.Sequential(nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0),
+                                        nn.Conv1d(c_in, c_out, k, bias=False),
+                                        nn.BatchNorm1d(c_out), nn.ReLU(inplace=True)))
             c_in = c_out
-        self.features = nn.Sequential(*blocks)
+        self.blocks = nn.ModuleList(blocks)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, num_classes))
 
     def forward(self, x):
-        """x: (batch, time, features) -> (batch, classes)."""
-        return self.head(self.features(x.transpose(1, 2)).mean(dim=2))
+        """x: (batch, time, features) -> (batch, classes). Every block reads NaN-padded steps
+        (padding.py) as zeros, as "same" padding does past a sequence's end, and the average
+        leaves them out. Training's batch norm statistics count them (as zeros)."""
+        x, valid = valid_steps(x)
+        h = x.transpose(1, 2)
+        for block in self.blocks:
+            h = block(h)
+            if valid is not None:  # past the end, the next block reads zeros, as unpadded
+                h = h * valid[:, None]
+        if valid is None:
+            return self.head(h.mean(dim=2))
+        return self.head(h.sum(dim=2) / lengths(valid)[:, None])
 
 
 def build(hp: FCNHyper, info: DataInfo) -> FCN:

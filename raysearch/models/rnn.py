@@ -13,6 +13,7 @@ from torch import nn
 
 from raysearch.data.base import DataInfo
 from raysearch.models.hyper import GradientHyper
+from raysearch.models.padding import lengths, valid_steps
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -40,14 +41,27 @@ class Recurrent(nn.Module):
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
 
     def forward(self, x):
-        """x: (batch, time, features) -> (batch, outputs), or (batch, time, outputs) per step."""
-        out, _ = self.rnn(x)
+        """x: (batch, time, features) -> (batch, outputs), or (batch, time, outputs) per step.
+        Sequences NaN-padded after their valid steps (padding.py) are read as packed
+        sequences: each direction reads only the valid steps."""
+        x, valid = valid_steps(x)
+        if valid is None:
+            out, _ = self.rnn(x)
+            last = torch.full((len(x),), x.shape[1] - 1, device=x.device)
+        else:
+            steps = lengths(valid)
+            packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True,
+                                                      total_length=x.shape[1])
+            last = steps - 1
         if self.per_step:
             return self.head(out)
+        ends = out[torch.arange(len(out), device=out.device), last]
         if self.rnn.bidirectional:  # each direction ends where it has read the whole sequence
             half = out.shape[-1] // 2
-            return self.head(torch.cat([out[:, -1, :half], out[:, 0, half:]], dim=-1))
-        return self.head(out[:, -1])
+            return self.head(torch.cat([ends[:, :half], out[:, 0, half:]], dim=-1))
+        return self.head(ends)
 
 
 def builder(cell: str):
