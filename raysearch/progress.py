@@ -7,6 +7,7 @@ screen. Elsewhere (CI, a job's logs): one plain line per trial event (started, e
 
 import math
 import re
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Progress(tune.Callback):
         self.searched = list(spec.params)
         self.states, self.console, self.links = states, console, links
         self.rows: dict[str, Row] = {}
+        # Tune's callbacks add rows while Live's thread draws them
+        self.lock = threading.Lock()
         self.started = time.monotonic()
         self.live = Live(console=console, get_renderable=self.render, refresh_per_second=2,
                          transient=False) if live else None
@@ -69,7 +72,7 @@ class Progress(tune.Callback):
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment's state; a resumed search brings its
         # own, so the terminal's handles need not travel
-        return {**self.__dict__, "console": None, "live": None}
+        return {**self.__dict__, "console": None, "live": None, "lock": None}
 
     def better(self, a: float, b: float | None) -> bool:
         return b is None or (a < b if self.mode == "min" else a > b)
@@ -80,8 +83,9 @@ class Progress(tune.Callback):
 
     def row(self, trial: Any) -> Row:
         if trial.trial_id not in self.rows:
-            self.rows[trial.trial_id] = Row(trial.trial_id, {
-                k: trial.config[k] for k in self.searched if k in trial.config})
+            with self.lock:
+                self.rows[trial.trial_id] = Row(trial.trial_id, {
+                    k: trial.config[k] for k in self.searched if k in trial.config})
         return self.rows[trial.trial_id]
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
@@ -140,15 +144,19 @@ class Progress(tune.Callback):
         if not self.live:
             self.console.print(text, highlight=False, markup=False)
 
+    def snapshot(self) -> list[Row]:
+        with self.lock:
+            return list(self.rows.values())
+
     def leader(self) -> Row | None:
         best = None
-        for row in self.rows.values():
+        for row in self.snapshot():
             if row.best is not None and self.better(row.best, best.best if best else None):
                 best = row
         return best
 
     def header(self) -> str:
-        done = sum(row.state != RUNNING for row in self.rows.values())
+        done = sum(row.state != RUNNING for row in self.snapshot())
         leader = self.leader()
         best = (f"best {self.metric} {fmt(leader.best)} (trial {leader.trial_id})" if leader
                 else f"no {self.metric} yet")
@@ -156,13 +164,14 @@ class Progress(tune.Callback):
         return f"{done}/{self.total} trials done, {best}, {minutes}:{seconds:02d} elapsed"
 
     def render(self) -> Group:
+        rows = self.snapshot()
         table = Table(title=None, expand=False, pad_edge=False)
         for column in ("trial", "state", *self.searched, f"latest {self.metric}",
                        f"best {self.metric}", "epochs", "time"):
             text = column in ("trial", "state")
             table.add_column(column, justify="left" if text else "right", no_wrap=text)
         sign = 1 if self.mode == "min" else -1
-        ordered = sorted(self.rows.values(), key=lambda r: (
+        ordered = sorted(rows, key=lambda r: (
             r.state != RUNNING, r.best is None, sign * (r.best or 0.0)))
         room = max(3, self.console.height - 8)  # the running and best trials stay on screen
         for row in ordered[:room]:

@@ -333,14 +333,14 @@ def write_report(client: MlflowClient, name: str, storage: str, parent: str) -> 
     with tempfile.TemporaryDirectory() as tmp:
         try:
             files = report.write(client, [report.load(client, name, parent)], Path(tmp))
-        except Exception as e:  # noqa: BLE001  a view that fails to draw ends no search
+            client.log_artifacts(parent, tmp, artifact_path="report")
+            fs, root = filesystem(storage)
+            fs.create_dir(f"{root}/{name}/report", recursive=True)
+            pyarrow.fs.copy_files(tmp, f"{root}/{name}/report", destination_filesystem=fs)
+        except Exception as e:  # noqa: BLE001  a view that fails to draw or land ends no search
             if unreachable(e):
                 raise  # the outbox waits for the store and tries again
             print(f"warning: the search's report was not written: {first_line(e)}",
                   file=sys.stderr)
             return None
-        client.log_artifacts(parent, tmp, artifact_path="report")
-        fs, root = filesystem(storage)
-        fs.create_dir(f"{root}/{name}/report", recursive=True)
-        pyarrow.fs.copy_files(tmp, f"{root}/{name}/report", destination_filesystem=fs)
         return f"{storage}/{name}/report/{files[0].name}"

@@ -236,6 +236,8 @@ class Spec(_Strict):
                            f"{self.objective.metric!r} (it reports: {_listed(metrics)})")
         _check_hyperparams(self)
         _check_conditions(self.params)
+        if dataset.task == "forecasting":
+            _check_causal(self)
         return self
 
     def hyperparams(self, values: dict[str, Any]) -> BaseModel:
@@ -277,6 +279,20 @@ def _check_hyperparams(spec: Spec) -> None:
                            f"use type: {fit}")
         for end in ("low", "high"):
             _validated(cls, {name: getattr(param, end)}, path + (end,), one_value=True)
+
+
+def _check_causal(spec: Spec) -> None:
+    """A forecaster reads only the past: a bidirectional recurrent layer's backward direction
+    would read, at each step, the very values it is to predict."""
+    param = spec.params.get("bidirectional")
+    if spec.fixed.get("bidirectional") is True:
+        path: Key = ("fixed", "bidirectional")
+    elif isinstance(param, CategoricalParam) and True in param.choices:
+        path = ("params", "bidirectional", "choices", param.choices.index(True))
+    else:
+        return
+    raise _Problem(path, "a bidirectional model reads the steps after the one it forecasts, "
+                   "which hold its targets; forecasting takes bidirectional: false")
 
 
 def _check_conditions(params: dict[str, Param]) -> None:

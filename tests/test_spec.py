@@ -31,6 +31,15 @@ params:
 fixed: {batch_size: 32}
 """
 
+GRU = """\
+name: gru-mackey-glass
+model: gru
+data: {name: mackey_glass}
+objective: {metric: val_nrmse, mode: min}
+params:
+  lr: {type: float, low: 1e-4, high: 1e-2, log: true}
+"""
+
 ESN = """\
 name: esn-mackey-glass
 model: esn
@@ -156,6 +165,10 @@ BROKEN = [
     ("model cannot read the data", ESN, ("model: esn", "model: cnn  # <-"),
      "model", "image data"),
     ("unknown model", CNN, ("model: cnn", "model: cnnn  # <-"), "model", "did you mean 'cnn'?"),
+    ("a forecaster that reads the future", GRU, ("  lr:", "  bidirectional: {type: "
+                                                 "categorical, choices: [false, true]}  # <-\n"
+                                                 "  lr:"),
+     "params.bidirectional.choices.1", "forecasting takes bidirectional: false"),
     ("unknown data set", CNN, ("{name: digits}", "{name: digit}  # <-"),
      "data.name", "did you mean 'digits'?"),
     ("unknown data option", ESN, ("horizon: 1", "horizn: 1  # <-"),

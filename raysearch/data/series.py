@@ -15,7 +15,7 @@ naming the file, its line and column.
 
 import csv
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -53,7 +53,10 @@ def _instant(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        return datetime.fromisoformat(text).timestamp()
+        moment = datetime.fromisoformat(text)
+        # a time without a zone read as UTC: in local time, the hour a clock is put back
+        # repeats and correctly ordered steps would read as out of order
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def read_csv(path: Path, options: SeriesOptions) -> dict[str, np.ndarray]:

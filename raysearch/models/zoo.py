@@ -59,6 +59,17 @@ def input_side(arch: str) -> int:
     return max(get_model_weights(arch).DEFAULT.meta.get("min_size", (1, 1)))
 
 
+def options(arch: str, side: int) -> dict[str, Any]:
+    """What get_model needs besides the arch: no auxiliary heads for Inception and GoogLeNet
+    (in training they would return a tuple of outputs) and their own init said explicitly; a
+    ViT built for the side its weights take (vit_h_14: 518, its default is 224)."""
+    if arch in ("inception_v3", "googlenet"):
+        return {"aux_logits": False, "init_weights": True}
+    if arch.startswith("vit_"):
+        return {"image_size": side}
+    return {}
+
+
 class Zoo(nn.Module):
     """A torchvision model, its inputs resized up to `side` and given three channels."""
 
@@ -67,7 +78,7 @@ class Zoo(nn.Module):
         from torchvision.models import get_model
 
         self.kwargs = dict(arch=arch, in_channels=in_channels, num_classes=num_classes, side=side)
-        self.model = get_model(arch, weights=None, num_classes=num_classes)
+        self.model = get_model(arch, weights=None, num_classes=num_classes, **options(arch, side))
         self.exact = hasattr(self.model, "image_size")  # a ViT: its patch grid is fixed
 
     def forward(self, x):
@@ -128,14 +139,14 @@ def freeze_backbone(model: nn.Module, head: str, fraction: float) -> None:
 def load_pretrained(zoo: Zoo) -> None:
     """torchvision's default weights into `zoo`, all but its classifier head (which keeps its
     fresh init: the data set's classes are not ImageNet's)."""
-    from torchvision.models import get_model, get_model_weights
-
     arch = zoo.kwargs["arch"]
-    source = get_model(arch, weights=None)
-    source.load_state_dict(torch.load(weights_file(arch), map_location="cpu", weights_only=True))
-    head = head_name(source, len(get_model_weights(arch).DEFAULT.meta["categories"]))
-    zoo.model.load_state_dict({k: v for k, v in source.state_dict().items()
-                               if not k.startswith(f"{head}.")}, strict=False)
+    ensure_weights(arch)  # on a worker of another node, its own TORCH_HOME
+    weights = torch.load(weights_file(arch), map_location="cpu", weights_only=True)
+    ours = zoo.model.state_dict()
+    head = head_name(zoo.model, zoo.kwargs["num_classes"])
+    # all but the head, and but what this build lacks (Inception's and GoogLeNet's aux heads)
+    zoo.model.load_state_dict({k: v for k, v in weights.items() if not k.startswith(f"{head}.")
+                               and k in ours and v.shape == ours[k].shape}, strict=False)
 
 
 def prepare(fixed: dict[str, Any], choices: dict[str, list[Any]]) -> None:

@@ -69,7 +69,9 @@ def optuna_plots(study: optuna.Study, metric: str, values: list[float]) -> list[
          lambda: scaled(vis.plot_intermediate_values(study)),
          None if any(t.intermediate_values for t in study.trials) else "no epoch reported"),
         ("Parameter importances (fANOVA)",
-         lambda: vis.plot_param_importances(study, target_name=metric),
+         lambda: vis.plot_param_importances(
+             study, target_name=metric,
+             evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)),
          None if complete >= 2 else "needs two completed trials"),
         ("Parallel coordinates",
          lambda: vis.plot_parallel_coordinate(study, target_name=metric),
