@@ -33,8 +33,20 @@ def validate(file: str = typer.Argument(..., help="Search-space file, or a ready
         spec = load_spec(resolve_space(file), set_ or [])
     except SpecError as e:
         fail(str(e))
+    read = ""
+    from raysearch.data import DATASETS, DataError
+
+    if DATASETS[spec.data.name].user_file:  # the user's data file, checked as a search would
+        try:
+            splits, info = DATASETS[spec.data.name].load(spec.data_options())
+        except DataError as e:
+            fail(str(e))
+        sizes = "/".join(str(len(splits[s][0])) for s in ("train", "val", "test"))
+        read = (f"; {spec.data.options['path']}: {sizes} train/val/test, "
+                f"{info.input_shape[-1]} features, {info.num_outputs} "
+                f"{'classes' if info.task == 'classification' else 'targets'}")
     console.print(f"{spec.source}: ok ({spec.model} on {spec.data.name}, {len(spec.params)} "
-                  f"searched params, {spec.search.trials} trials)")
+                  f"searched params, {spec.search.trials} trials{read})", highlight=False)
 
 
 @app.command()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import write_series
 
 
 def raysearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -57,15 +58,29 @@ def test_pulling_a_model_that_does_not_exist_is_a_clear_error(tmp_path):
     assert "Traceback" not in run.stderr and "nobody" in run.stderr
 
 
-def test_a_bad_data_file_exits_2_with_one_line_before_anything_starts(tmp_path):
+@pytest.mark.parametrize("command", ["validate", "tune"])
+def test_a_bad_data_file_exits_2_with_one_line_before_anything_starts(command, tmp_path):
     (tmp_path / "series.csv").write_text("time,load\n0,1.5\n1,1.7\n2,n/a\n")
     (tmp_path / "space.yaml").write_text(
         "name: t\nmodel: esn\ndata: {name: series, path: series.csv, target: [load]}\n"
         + OBJECTIVE)
 
-    run = raysearch("tune", "--space", "space.yaml", cwd=tmp_path)
+    run = raysearch(command, *(["--space"] if command == "tune" else []), "space.yaml",
+                    cwd=tmp_path)
 
     assert run.returncode == 2 and "Traceback" not in run.stderr
     line, = run.stderr.strip().splitlines()
     assert line == "error: series.csv:4: column 'load': 'n/a' is not a number"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series.csv", "space.yaml"]
+
+
+def test_validate_reads_a_data_file_as_a_search_would(tmp_path):
+    write_series(tmp_path / "series.csv")
+    (tmp_path / "space.yaml").write_text(
+        "name: t\nmodel: esn\ndata: {name: series, path: series.csv, target: [a, b], "
+        "time: time}\n" + OBJECTIVE)
+
+    run = raysearch("validate", "space.yaml", cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    assert "series.csv: 241/79/79 train/val/test, 2 features, 2 targets" in run.stdout

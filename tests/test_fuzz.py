@@ -1,19 +1,24 @@
 """Broken search-space files, generated: whatever a file holds, `raysearch validate` and
 `raysearch tune` answer with exit code 0 or 2, never a traceback; a 2 is one line naming the
-file, and nothing is written. The commands run in this process (typer's runner), so hypothesis
-can try hundreds of files in seconds; test_cli.py runs the same checks as a real subprocess."""
+file, and nothing is written. The commands run in this process (typer's runner), so
+hypothesis can try hundreds of files in seconds; test_cli.py runs the same checks as a real
+subprocess. And broken data files (a series CSV, a sequence set): their loaders give splits
+or one line naming the file."""
 
 import copy
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
 
 from raysearch.cli import app
+from raysearch.data import DATASETS, DataError
 
 VALID = {
     "name": "fuzzed",
@@ -137,3 +142,70 @@ def test_garbage(content, command, tmp_path_factory):
        kind=st.sampled_from(["flow lists", "flow mappings", "block mappings"]))
 def test_deep_nesting(depth, kind, tmp_path_factory):
     check(tmp_path_factory.mktemp("n"), nested(depth, kind).encode(), "validate", True)
+
+
+# Data files, generated: whatever a user's file holds, its loader gives splits or one DataError
+# line naming the file; never another exception (a traceback).
+
+cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
+    st.sampled_from(["", " ", "nan", "inf", "-inf", "x", "1e400", "2026-01-01T00:00:00",
+                     "2026-13-01", "\"1,5\"", "1;2", "0x10"]),
+    st.text(max_size=6))
+
+
+@st.composite
+def csv_series(draw) -> tuple[str, dict]:
+    columns = draw(st.lists(st.sampled_from(["time", "a", "b", "c", ""]), min_size=1,
+                            max_size=4))
+    rows = draw(st.lists(st.lists(cells, min_size=0, max_size=len(columns) + 1), max_size=60))
+    text = "\n".join(",".join(row) for row in [columns, *rows])
+    options = draw(st.fixed_dictionaries({}, optional={
+        "target": st.lists(st.sampled_from(["a", "b", "zz"]), min_size=1, max_size=2),
+        "inputs": st.lists(st.sampled_from(["a", "c"]), min_size=1, max_size=2),
+        "time": st.sampled_from(["time", "a"]), "horizon": st.integers(1, 30),
+        "mode": st.sampled_from(["direct", "generative"]), "warmup": st.integers(0, 50)}))
+    return text, options
+
+
+def loads_or_says_why(name: str, path: Path, options: dict) -> None:
+    dataset = DATASETS[name]
+    try:
+        opts = dataset.options(path=str(path), **options)
+    except ValueError:
+        return  # options a spec would refuse (validate says so, with the key)
+    try:
+        splits, info = dataset.load(opts)
+    except DataError as e:
+        message = str(e)
+        assert str(path) in message or path.name in message, message
+        assert "\n" not in message, message
+        return
+    for x, y in splits.values():
+        assert len(x) == len(y) > 0
+        assert info.num_outputs >= 1
+
+
+@FUZZ
+@given(case=csv_series())
+def test_a_series_file_loads_or_says_why(case, tmp_path_factory):
+    text, options = case
+    path = tmp_path_factory.mktemp("s") / "series.csv"
+    path.write_text(text)
+    loads_or_says_why("series", path, options)
+
+
+arrays = st.one_of(
+    hnp.arrays(st.sampled_from([np.float32, np.float64, np.int64]),
+               hnp.array_shapes(min_dims=1, max_dims=3, max_side=12),
+               elements={"allow_nan": True, "allow_infinity": True}),
+    hnp.arrays(np.int64, st.integers(0, 40), elements=st.integers(-3, 30)))
+
+
+@FUZZ
+@given(content=st.dictionaries(st.sampled_from(["x", "y", "lengths", "x_test", "y_test",
+                                                "lengths_test", "other"]), arrays, max_size=6))
+def test_a_sequence_set_file_loads_or_says_why(content, tmp_path_factory):
+    path = tmp_path_factory.mktemp("q") / "set.npz"
+    np.savez(path, **content)
+    loads_or_says_why("sequences", path, {})

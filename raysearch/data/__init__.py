@@ -25,11 +25,11 @@ DATASETS: dict[str, DataSet] = {
     ),
     "sequences": DataSet(
         "sequences", sequences.SequencesOptions, "sequence", "classification",
-        CLASSIFICATION_METRICS, sequences.load,
+        CLASSIFICATION_METRICS, sequences.load, user_file=True,
     ),
     "series": DataSet(
         "series", series.SeriesOptions, "sequence", "forecasting", FORECASTING_METRICS,
-        series.load,
+        series.load, user_file=True,
     ),
     "cifar10": DataSet(
         "cifar10", cifar10.Cifar10Options, "image", "classification", CLASSIFICATION_METRICS,

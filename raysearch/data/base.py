@@ -132,3 +132,4 @@ class DataSet:
     task: Literal["classification", "forecasting"]
     metrics: tuple[str, ...]  # what a trial on it reports, besides `epoch` and `train_loss`
     load: Callable[[BaseModel], tuple[dict[str, Split], DataInfo]]  # splits "train", "val", "test"
+    user_file: bool = False  # reads one file of the user's: `raysearch validate` reads it too

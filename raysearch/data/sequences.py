@@ -55,7 +55,8 @@ def _part(path: Path, arrays, suffix: str) -> tuple[np.ndarray, np.ndarray] | No
         i = wrong[0]
         raise DataError(f"{path}: {n_key}[{i}] = {n[i]}: a sequence has 1 to {steps} valid "
                         f"steps (the steps of {x_key})")
-    x = x.astype(np.float32, copy=True)
+    with np.errstate(over="ignore"):  # beyond float32 is infinite: refused below
+        x = x.astype(np.float32, copy=True)
     valid = np.arange(steps)[None, :] < n[:, None]
     bad = np.argwhere(~np.isfinite(x) & valid[..., None])
     if len(bad):

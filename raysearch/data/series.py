@@ -67,18 +67,26 @@ def read_csv(path: Path, options: SeriesOptions) -> dict[str, np.ndarray]:
         if not header:
             raise DataError(f"{path}: empty; a series CSV has a header row, then a row per step")
         header = [h.strip() for h in header]
-        wanted = [*(options.target or [h for h in header if h != options.time]),
-                  *(options.inputs or []), *([options.time] if options.time else [])]
+        target = options.target or [h for h in header if h != options.time]
+        if not target:
+            raise DataError(f"{path}:1: no column to forecast besides the time column "
+                            f"{options.time!r}")
+        if options.time in [*target, *(options.inputs or [])]:
+            raise DataError(f"{path}: column {options.time!r} is the time column (data.time) "
+                            "and cannot also be read or forecast")
+        wanted = [*target, *(options.inputs or []), *([options.time] if options.time else [])]
         for name in wanted:
             if name not in header:
                 raise DataError(f"{path}:1: no column {name!r} (its columns: "
                                 f"{', '.join(header)})")
         index = {name: header.index(name) for name in dict.fromkeys(wanted)}
         values: dict[str, list[float]] = {name: [] for name in index}
+        lines: list[int] = []  # the file's line of each step
         last = None
         for line, row in enumerate(rows, start=2):
             if not any(cell.strip() for cell in row):
                 continue  # a blank line, as at a file's end
+            lines.append(line)
             for name, i in index.items():
                 cell = row[i].strip() if i < len(row) else ""
                 if name == options.time:
@@ -101,8 +109,15 @@ def read_csv(path: Path, options: SeriesOptions) -> dict[str, np.ndarray]:
                 if not math.isfinite(value):
                     raise DataError(f"{path}:{line}: column {name!r}: {cell} is not finite")
                 values[name].append(value)
-    return {name: np.asarray(v, dtype=np.float32) for name, v in values.items()
-            if name != options.time}
+    with np.errstate(over="ignore"):  # a value beyond float32 is said below, with its line
+        columns = {name: np.asarray(v, dtype=np.float32) for name, v in values.items()
+                   if name != options.time}
+    for name, column in columns.items():
+        big = np.flatnonzero(~np.isfinite(column))
+        if len(big):
+            raise DataError(f"{path}:{lines[big[0]]}: column {name!r}: {values[name][big[0]]:g} "
+                            "is too large for a 32-bit float")
+    return columns
 
 
 def read_npy(path: Path, options: SeriesOptions) -> dict[str, np.ndarray]:
@@ -114,16 +129,20 @@ def read_npy(path: Path, options: SeriesOptions) -> dict[str, np.ndarray]:
                         f"numbers; this one is {array.dtype} of shape {array.shape}")
     if options.time is not None:
         raise DataError(f"{path}: data.time names a CSV column; a .npy has no time column")
-    columns = {str(i): array[:, i].astype(np.float32) for i in range(array.shape[1])}
+    if array.shape[1] == 0:
+        raise DataError(f"{path}: the array has no columns: {array.shape}")
+    with np.errstate(over="ignore"):  # beyond float32 is infinite: refused below
+        cast = array.astype(np.float32)
+    columns = {str(i): cast[:, i] for i in range(array.shape[1])}
     for name in [*(options.target or []), *(options.inputs or [])]:
         if name not in columns:
             raise DataError(f"{path}: no column {name!r} (a .npy's columns are named by "
                             f"index: {', '.join(columns)})")
-    bad = np.argwhere(~np.isfinite(array))
+    bad = np.argwhere(~np.isfinite(cast))
     if len(bad):
         step, column = bad[0]
         raise DataError(f"{path}: step {step}, column '{column}': {array[step, column]} is "
-                        "not finite")
+                        "not a finite 32-bit float")
     return columns
 
 
