@@ -5,6 +5,7 @@ each epoch of the trial as a Tune result.
 It trains nothing itself and holds no CPU: the pools' workers have the cores.
 """
 
+import sys
 from typing import Any
 
 import ray
@@ -34,8 +35,18 @@ RAISES = {End.DIVERGED: Diverged, End.NEVER_STARTED: WorkersNeverStarted,
           End.FAILED: TrialFailed}
 
 
+def quiet_exit(unraisable: Any, default=sys.unraisablehook) -> None:
+    """Python's hook for an exception nothing can catch, in a trial's actor. When Tune ends the
+    actor, Ray's SIGTERM handler raises SystemExit wherever the process is; inside a finalizer
+    (a weakref callback) Python cannot raise it and prints it as a traceback, which Ray relays
+    into the search's output. The exit is the one Ray asked for: only that one is not printed."""
+    if not isinstance(unraisable.exc_value, SystemExit):
+        default(unraisable)
+
+
 def run_trial(config: dict[str, Any], dispatcher: "ray.actor.ActorHandle") -> None:
     """`config`: the hyperparameters Optuna sampled plus the fixed ones."""
+    sys.unraisablehook = quiet_exit
     trial_id = tune.get_context().get_trial_id()
     ray.get(dispatcher.submit.remote(Job(trial_id, config)))
     # A pool whose workers were lost goes on from the trial's latest checkpoint and first
