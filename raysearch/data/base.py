@@ -1,14 +1,18 @@
 """What every data set declares, so a spec can be checked before anything runs."""
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel
+
+from raysearch.storage import first_line
 
 Split = tuple[torch.Tensor, torch.Tensor]  # inputs and targets; or ImageFiles, streamed
 
@@ -39,6 +43,21 @@ class DataInfo:
 
 class DataError(Exception):
     """A data set that cannot be loaded; the message says what to put where."""
+
+
+@contextlib.contextmanager
+def download_or_say(missing: str) -> Iterator[None]:
+    """Around the download of a file that is not on disk: offline it fails in seconds instead
+    of hanging, and any failure becomes a DataError whose message is `missing` (what is absent
+    and where to put it) with `{reason}` replaced by the download error's first line."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(15)
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001  any failure means: no copy, and no way to get one
+        raise DataError(missing.format(reason=first_line(e))) from None
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def data_root(option: str | None) -> Path:

@@ -5,13 +5,19 @@ where. Held in memory as normalized tensors (50,000 x 3 x 32 x 32 floats, 600 MB
 worker keeps its shard on the device and augments there.
 """
 
-import socket
-
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from raysearch.data.base import DataError, DataInfo, Split, data_root, normalized, split_indices
+from raysearch.data.base import (
+    DataError,
+    DataInfo,
+    Split,
+    data_root,
+    download_or_say,
+    normalized,
+    split_indices,
+)
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465])
@@ -34,21 +40,17 @@ def _dataset(root, train: bool):
     except RuntimeError:
         pass
     made = not root.exists()  # torchvision makes the folder before it downloads
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(15)  # offline, a download fails in seconds instead of hanging
     try:
-        return CIFAR10(str(root), train=train, download=True)
-    except Exception as e:  # noqa: BLE001  any failure means: no copy, and no way to get one
+        with download_or_say(
+                f"cifar10: no copy in {root.resolve()} and the download failed ({{reason}}); "
+                f"put cifar-10-python.tar.gz (from {URL}) or its extracted folder "
+                "cifar-10-batches-py/ there, or point data.root or RAYSEARCH_DATA at the folder "
+                "that holds it"):
+            return CIFAR10(str(root), train=train, download=True)
+    except DataError:
         if made and root.is_dir() and not any(root.iterdir()):
             root.rmdir()
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(
-            f"cifar10: no copy in {root.resolve()} and the download failed ({reason}); put "
-            f"cifar-10-python.tar.gz (from {URL}) or its extracted folder cifar-10-batches-py/ "
-            "there, or point data.root or RAYSEARCH_DATA at the folder that holds it") from None
-    finally:
-        socket.setdefaulttimeout(previous)
-
+        raise
 
 def load(options: Cifar10Options) -> tuple[dict[str, Split], DataInfo]:
     root = data_root(options.root)

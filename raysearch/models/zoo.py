@@ -14,7 +14,6 @@
 
 import difflib
 import functools
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from raysearch.data.base import DataError, DataInfo
+from raysearch.data.base import DataInfo, download_or_say
 from raysearch.models.hyper import GradientHyper
 
 
@@ -106,20 +105,12 @@ def ensure_weights(arch: str) -> None:
     if path.exists():
         return
     url = get_model_weights(arch).DEFAULT.url
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(15)  # offline, a download fails in seconds instead of hanging
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(url, str(path), progress=False)
-    except Exception as e:  # noqa: BLE001  any failure means: no copy, and no way to get one
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with download_or_say(
             f"model torchvision, arch {arch}, pretrained: no weights file {path.name} in "
-            f"{path.parent} and the download failed ({reason}); put {path.name} (from {url}) "
-            "there, or point TORCH_HOME at the folder whose hub/checkpoints/ holds it") from None
-    finally:
-        socket.setdefaulttimeout(previous)
-
+            f"{path.parent} and the download failed ({{reason}}); put {path.name} (from {url}) "
+            "there, or point TORCH_HOME at the folder whose hub/checkpoints/ holds it"):
+        torch.hub.download_url_to_file(url, str(path), progress=False)
 
 def head_name(model: nn.Module, classes: int) -> str:
     """The name of the last layer that outputs `classes` (a Linear, or SqueezeNet's 1x1 conv)."""
