@@ -47,17 +47,16 @@ class Recurrent(nn.Module):
         x, valid = valid_steps(x)
         if valid is None:
             out, _ = self.rnn(x)
-            last = torch.full((len(x),), x.shape[1] - 1, device=x.device)
+            ends = out[:, -1]
         else:
             steps = lengths(valid)
             packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True,
                                                        enforce_sorted=False)
             out, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True,
                                                       total_length=x.shape[1])
-            last = steps - 1
+            ends = out[torch.arange(len(out), device=out.device), steps - 1]
         if self.per_step:
             return self.head(out)
-        ends = out[torch.arange(len(out), device=out.device), last]
         if self.rnn.bidirectional:  # each direction ends where it has read the whole sequence
             half = out.shape[-1] // 2
             return self.head(torch.cat([ends[:, :half], out[:, 0, half:]], dim=-1))

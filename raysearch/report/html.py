@@ -11,6 +11,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from raysearch import progress
 from raysearch.job import TrialState
 
 STATE_COLOURS = {TrialState.COMPLETED.value: "#1f77b4", TrialState.STOPPED_EARLY.value: "#ff7f0e",
@@ -33,12 +34,10 @@ def fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float) and value.is_integer() and abs(value) >= 10_000:
-        return f"{int(value):,}"  # a count MLflow stored as a float (params_total)
-    if isinstance(value, float):
-        return f"{value:.4g}"
+        value = int(value)  # a count MLflow stored as a float (params_total)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
         return f"{value:,}"
-    return str(value)
+    return progress.fmt(value)
 
 
 def figure(fig: go.Figure) -> str:
