@@ -23,14 +23,17 @@ TRAIN_STATE_FILE = "train_state.pt"  # what a restarted worker group needs to go
 
 def save(folder: str | Path, family: str, model: nn.Module, metrics: dict[str, Any] | None = None,
          train_state: dict[str, Any] | None = None, task: str = "classification",
-         photos: dict[str, Any] | None = None) -> Path:
-    """`task`: classification (the model outputs class logits) or forecasting; `photos`: how
-    it reads an image file ({"size", "mean", "std"}: DataInfo.photo_reading), if it can."""
+         photos: dict[str, Any] | None = None, classes: tuple[str, ...] | None = None) -> Path:
+    """`task`: classification (the model outputs class logits), regression or forecasting;
+    `photos`: how it reads an image file ({"size", "mean", "std"}: DataInfo.photo_reading), if
+    it can; `classes`: the classes' names, where the data set gives them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"model": family, "kwargs": model.kwargs, "metrics": metrics or {}, "task": task}
     if photos:
         config["photos"] = photos
+    if classes:
+        config["classes"] = list(classes)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     torch.save(model.state_dict(), folder / WEIGHTS_FILE)
     if train_state is not None:

@@ -39,12 +39,14 @@ def validate(file: str = typer.Argument(..., help="Search-space file, or a ready
     if DATASETS[spec.data.name].user_file:  # the user's data file, checked as a search would
         try:
             splits, info = DATASETS[spec.data.name].load(spec.data_options())
-        except DataError as e:
+            spec.check_task(info.task)
+        except (DataError, SpecError) as e:
             fail(str(e))
         sizes = "/".join(str(len(splits[s][0])) for s in ("train", "val", "test"))
+        learnt = {"classification": f"{info.num_outputs} classes", "regression": "regression",
+                  "forecasting": f"{info.num_outputs} targets"}[info.task]
         read = (f"; {spec.data.options['path']}: {sizes} train/val/test, "
-                f"{info.input_shape[-1]} features, {info.num_outputs} "
-                f"{'classes' if info.task == 'classification' else 'targets'}")
+                f"{info.input_shape[-1]} features, {learnt}")
     console.print(f"{spec.source}: ok ({spec.model} on {spec.data.name}, {len(spec.params)} "
                   f"searched params, {spec.search.trials} trials{read})", highlight=False)
 
@@ -127,7 +129,7 @@ def tune(
 
     try:  # before anything starts: bad data (a user's file) is one line, nothing is written
         data = search.inputs(spec)
-    except DataError as e:
+    except (DataError, SpecError) as e:
         fail(str(e))
     fail_fast()
     check_tracking(uri)

@@ -1,6 +1,7 @@
 """The champion's diagnostics on the test split, as files for MLflow (computed by the driver):
 - a classifier: scikit-learn's confusion matrix (confusion_matrix.png) and per-class
   precision, recall and F1 (classification_report.txt);
+- a regression: scikit-learn's predicted-against-actual plot (prediction_error.png);
 - a forecaster: its prediction against the truth over a stretch of the split (forecast.png);
   a generative ESN: its free runs against the true series (free_runs.png).
 """
@@ -35,8 +36,11 @@ def diagnose(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
     out.mkdir(parents=True, exist_ok=True)
     if info.task == "classification":
         labels, predicted = class_predictions(model, splits[split])
-        return classification_files(labels, predicted, info.num_outputs, out, split)
+        return classification_files(labels, predicted, info.num_outputs, out, split,
+                                    info.classes)
     u, y = splits[split]
+    if info.task == "regression":
+        return [regression_plot(model, u, y, out, split)]
     if info.free_run:
         warmup = max(hp.washout, info.free_run_warmup)
         return [free_run_plot(model, u, warmup, info.free_run, out, split)]
@@ -60,18 +64,20 @@ def class_predictions(model: nn.Module, data: Split | ImageFiles
 
 
 def classification_files(labels: np.ndarray, predicted: np.ndarray, classes: int, out: Path,
-                         split: str) -> list[Path]:
+                         split: str, names: tuple[str, ...] | None = None) -> list[Path]:
+    """`names`: the classes' names, where the data set gives them."""
     from matplotlib.figure import Figure
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
     report = out / "classification_report.txt"
     report.write_text(classification_report(labels, predicted, labels=list(range(classes)),
-                                            digits=4, zero_division=0))
+                                            target_names=names, digits=4, zero_division=0))
     side = min(16, 1.5 + 0.5 * classes)  # inches: a thousand classes still make one page
     figure = Figure(figsize=(side, side))
     axes = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(labels, predicted, labels=list(range(classes)),
                                             ax=axes, colorbar=classes > MATRIX_VALUES,
+                                            display_labels=names,
                                             include_values=classes <= MATRIX_VALUES)
     if classes > MATRIX_VALUES:
         axes.set_xticks([])
@@ -80,6 +86,22 @@ def classification_files(labels: np.ndarray, predicted: np.ndarray, classes: int
     matrix = out / "confusion_matrix.png"
     figure.savefig(matrix, dpi=100, bbox_inches="tight")
     return [report, matrix]
+
+
+@torch.no_grad()
+def regression_plot(model: nn.Module, x: torch.Tensor, y: torch.Tensor, out: Path, split: str
+                    ) -> Path:
+    from matplotlib.figure import Figure
+    from sklearn.metrics import PredictionErrorDisplay
+
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    PredictionErrorDisplay.from_predictions(y[:, 0].numpy(), model(x)[:, 0].numpy(),
+                                            kind="actual_vs_predicted", ax=axes)
+    axes.set_title(f"{split} split: {len(y)} examples")
+    path = out / "prediction_error.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
 
 
 @torch.no_grad()

@@ -16,6 +16,8 @@ from raysearch.metrics import (
     forecast_metrics,
     forecast_sums,
     free_run_metrics,
+    regression_metrics,
+    regression_sums,
 )
 from raysearch.models import MODELS
 
@@ -39,6 +41,8 @@ def evaluate(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
     if info.task == "forecasting":
         warm = hp.washout if family.fit == "ridge" else hp.window
         return forecast_metrics(forecast_sums(model, x, y, 0, len(x), warm), split)
+    if info.task == "regression":
+        return regression_metrics(regression_sums(model, x, y), split)
     return classification_metrics(classification_sums(model, x, y), split)
 
 

@@ -49,6 +49,24 @@ def classification_metrics(sums: torch.Tensor, split: str) -> dict[str, float]:
 
 
 @torch.no_grad()
+def regression_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Squared and absolute errors and the targets' sums, of targets y (N, 1)."""
+    err = (model(x) - y).double()
+    t = y.double()
+    return torch.stack([(err * err).sum(), err.abs().sum(), t.sum(), (t * t).sum(),
+                        t.new_tensor(float(len(y)))])
+
+
+def regression_metrics(sums: torch.Tensor, split: str) -> dict[str, float]:
+    """RMSE, MAE and R² (scikit-learn's r2_score: 1 - SSE / the targets' sum of squares about
+    their mean) of a split."""
+    sse, sae, s1, s2, n = sums.double().tolist()
+    spread = s2 - s1 * s1 / n
+    return {f"{split}_rmse": math.sqrt(sse / n), f"{split}_mae": sae / n,
+            f"{split}_r2": 1 - sse / spread if spread > 0 else float(sse == 0)}
+
+
+@torch.no_grad()
 def forecast_sums(model: nn.Module, u: torch.Tensor, y: torch.Tensor, lo: int, hi: int,
                   washout: int, pieces: int = 1) -> torch.Tensor:
     """Squared error and target sums over steps [lo, hi) of one series, each step predicted by a

@@ -5,13 +5,15 @@ Inputs, as the model's signature shapes them:
 - .npz: its array `x`, or its only array;
 - .csv (a header line is skipped when it is not numbers): for an image model each row is one
   flattened image (C*H*W values); for a sequence model the file is one sequence, a row per step
-  and a column per feature;
+  and a column per feature; for a table model a row per example, its features (a table's
+  numbers as they are, a categorical column one-hot) in the order it was trained on;
 - a folder of image files (every PHOTO_SUFFIXES file under it, in sorted order), for a model
   trained on photos (imagefolder, cifar10): each read as its data set read them (RGB, resized
   and center-cropped, standardized per channel).
 Outputs: .npy (the array predict returns) or .csv (classification: a row per input, `label` and
-a probability per class, and `file` first for a folder; forecasting: a row per step, `sequence`,
-`step` and a column per output), by the --out file's suffix; CSV on stdout without --out.
+a probability per class, and `file` first for a folder; regression: a row per input,
+`prediction`; forecasting: a row per step, `sequence`, `step` and a column per output), by the
+--out file's suffix; CSV on stdout without --out.
 """
 
 import csv
@@ -136,16 +138,20 @@ def csv_layout(shape: tuple[int, ...], columns: int) -> str:
 
 
 def write(predictions: np.ndarray, task: str, out: Path | None,
-          names: list[str] | None = None) -> None:
-    """`names`: the inputs' files, the first column of a classifier's CSV."""
+          names: list[str] | None = None, classes: list[str] | None = None) -> None:
+    """`names`: the inputs' files, the first column of a classifier's CSV; `classes`: the
+    classes' names, where the model has them (its labels, and p_NAME columns)."""
     if out is not None and out.suffix == ".npy":
         np.save(out, predictions)
         return
     if task == "classification":
-        header = ["label", *(f"p{k}" for k in range(predictions.shape[1]))]
-        rows = [[int(p.argmax()), *(f"{v:.6g}" for v in p)] for p in predictions]
+        label = classes or list(range(predictions.shape[1]))
+        header = ["label", *(f"p_{c}" if classes else f"p{c}" for c in label)]
+        rows = [[label[int(p.argmax())], *(f"{v:.6g}" for v in p)] for p in predictions]
         if names is not None:
             header, rows = ["file", *header], [[n, *r] for n, r in zip(names, rows, strict=True)]
+    elif task == "regression":
+        header, rows = ["prediction"], [[f"{p[0]:.6g}"] for p in predictions]
     else:  # (N, T, outputs): a row per step of each sequence
         header = ["sequence", "step", *(f"y{k}" for k in range(predictions.shape[2]))]
         rows = [[i, t, *(f"{v:.6g}" for v in step)]
@@ -181,11 +187,11 @@ def predict_file(folder: Path, path: Path, out: Path | None) -> np.ndarray:
     except (RuntimeError, ValueError) as e:  # a version without a signature, a wrong shape
         raise InputError(f"{path}: inputs of shape {x.shape} do not fit the model "
                          f"({str(e).splitlines()[0]})") from None
-    if predictions.ndim != (2 if task == "classification" else 3) or len(predictions) != len(x):
+    if predictions.ndim != (3 if task == "forecasting" else 2) or len(predictions) != len(x):
         raise InputError(f"{path}: inputs of shape {x.shape} are not a batch the model reads "
                          f"(it answered {predictions.shape})")
     try:
-        write(predictions, task, out, names)
+        write(predictions, task, out, names, config.get("classes"))
     except OSError as e:
         raise InputError(f"{out}: {e.strerror or e}") from None
     return predictions

@@ -84,11 +84,14 @@ def setup_of(spec: Spec, storage: str, data_ref: ray.ObjectRef) -> SearchSetup:
 def inputs(spec: Spec) -> tuple:
     """What a search reads before anything starts: the files its model family needs
     (pretrained weights) and its data set, as (splits, DataInfo). Raises DataError, naming the
-    file and what is wrong with it."""
+    file and what is wrong with it, or SpecError for an objective the data's task does not
+    report."""
     if prepare := MODELS[spec.model].prepare:
         prepare(spec.fixed, {name: p.choices for name, p in spec.params.items()
                              if isinstance(p, CategoricalParam)})
-    return DATASETS[spec.data.name].load(spec.data_options())
+    splits, info = DATASETS[spec.data.name].load(spec.data_options())
+    spec.check_task(info.task)
+    return splits, info
 
 
 def concurrency(spec: Spec) -> int:
@@ -257,7 +260,7 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         origin = origin or resume.Origin(spec.source.read_text())
         resume.save(storage, spec.name, origin, resume.SearchState(
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
-    reported = (*DATASETS[spec.data.name].metrics, "train_loss", "epoch", "epoch_s",
+    reported = (*DATASETS[spec.data.name].metrics(spec.tasks()), "train_loss", "epoch", "epoch_s",
                 *COST_METRICS)
     scheduler = make_scheduler(spec, dispatcher)
     trials_cb = tracking.MLflowTrials(

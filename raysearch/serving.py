@@ -1,6 +1,6 @@
 """What a registered model answers, the same in `mlflow.pyfunc`, `mlflow models serve` and the
-signature it is registered with: class probabilities for a classifier, a prediction per step
-for a forecaster."""
+signature it is registered with: class probabilities for a classifier, a value per example for
+a regression, a prediction per step for a forecaster."""
 
 import numpy as np
 import torch
@@ -10,8 +10,9 @@ from torch import nn
 
 
 def predict(model: nn.Module, x: np.ndarray, task: str) -> np.ndarray:
-    """`x`: float32 images (N, C, H, W) normalized as the data set was, or sequences
-    (N, T, features) -> (N, classes) probabilities, or (N, T, outputs) forecasts."""
+    """`x`: float32 images (N, C, H, W) normalized as the data set was, sequences
+    (N, T, features) or table rows (N, features) -> (N, classes) probabilities, (N, 1) values,
+    or (N, T, outputs) forecasts."""
     with torch.no_grad():
         out = model(torch.as_tensor(np.asarray(x, dtype=np.float32)))
     return (out.softmax(-1) if task == "classification" else out).numpy()

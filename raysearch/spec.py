@@ -222,23 +222,38 @@ class Spec(_Strict):
                 raise _Problem(("data", key), f"unknown key for data set '{dataset.name}'"
                                f"{_hint(key, known)} (known: {_listed(known)})")
         self.data.options = _validated(dataset.options, self.data.options, ("data",)).model_dump()
-        if dataset.kind not in family.inputs or dataset.task not in family.tasks:
+        tasks = self.tasks()
+        if dataset.kind not in family.inputs or not tasks & family.tasks:
             needs = f"{_listed(sorted(family.inputs))} data for {_listed(sorted(family.tasks))}"
             raise _Problem(("model",), f"model '{self.model}' needs {needs}; data set "
-                           f"'{dataset.name}' is {dataset.kind} {dataset.task}")
+                           f"'{dataset.name}' is {dataset.kind} {_listed(sorted(tasks))}")
         if self.data.options.get("mode") == "generative" and not family.generates:
             able = _listed(name for name, f in MODELS.items() if f.generates)
             raise _Problem(("data", "mode"), "generative mode runs a model on its own output; "
                            f"only model '{able}' does (use mode: direct)")
-        metrics = (*dataset.metrics, "train_loss")
+        metrics = (*dataset.metrics(tasks & family.tasks), "train_loss")
         if self.objective.metric not in metrics:
             raise _Problem(("objective", "metric"), f"data set '{dataset.name}' does not report "
                            f"{self.objective.metric!r} (it reports: {_listed(metrics)})")
         _check_hyperparams(self)
         _check_conditions(self.params)
-        if dataset.task == "forecasting":
+        if "forecasting" in tasks:
             _check_causal(self)
         return self
+
+    def check_task(self, task: str) -> None:
+        """Once the data is read (a table's task is known then), the objective is one it
+        reports."""
+        reported = (*DATASETS[self.data.name].metrics(frozenset({task})), "train_loss")
+        if self.objective.metric not in reported:
+            raise SpecError(f"{self.source}: objective.metric: {self.data.options.get('path')} "
+                            f"is learnt for {task}, which reports {', '.join(reported)}, not "
+                            f"{self.objective.metric!r} (or set data.task)")
+
+    def tasks(self) -> frozenset[str]:
+        """What the data set may be learnt for: a table's task when `data.task` names it."""
+        declared = self.data.options.get("task")
+        return frozenset({declared}) if declared else DATASETS[self.data.name].tasks
 
     def hyperparams(self, values: dict[str, Any]) -> BaseModel:
         """A trial's hyperparameters: the fixed ones with the sampled `values` over them."""

@@ -165,7 +165,7 @@ class Reports:
                 self.store.save(epoch, lambda folder: checkpoint.save(
                     folder, self.setup.model, model, metrics,
                     {**train_state, "history": self.history}, self.info.task,
-                    self.info.photo_reading()), self.history)
+                    self.info.photo_reading(), self.info.classes), self.history)
             except OSError as e:  # pyarrow's: a full disk, a bucket that is away
                 raise CheckpointNotWritten(f"{self.store.path(epoch)}: {e}") from e
             ray.get(self.dispatcher.report.remote(self.job.trial_id, entry))

@@ -263,3 +263,20 @@ def write_sequences(path: Path, count: int = 150, test: bool = False) -> Path:
              if test else {})
     np.savez(path, x=x, y=y, lengths=lengths, **extra)
     return path
+
+
+def write_table(path: Path, rows: int = 300) -> Path:
+    """A table with a header row: two numeric features far from unit scale, a categorical
+    `colour` (text), a class `kind` (text) that the features and the colour decide, and a
+    numeric `price` that they decide too (a regression target)."""
+    rng = np.random.default_rng(0)
+    size = rng.uniform(0, 100, rows)
+    weight = rng.normal(5e3, 1e3, rows)
+    colours = np.array(["red", "green", "blue"])[rng.integers(0, 3, rows)]
+    kind = np.where(size + (colours == "red") * 40 > 60, "large", "small")
+    price = 3 * size + weight / 100 + (colours == "blue") * 50 + rng.normal(0, 5, rows)
+    lines = ["size,weight,colour,kind,price"]
+    lines += [f"{s:.3f},{w:.1f},{c},{k},{p:.2f}"
+              for s, w, c, k, p in zip(size, weight, colours, kind, price, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

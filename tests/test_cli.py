@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_series
+from helpers import write_sequences, write_series, write_table
 
 
 def raysearch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -84,3 +84,18 @@ def test_validate_reads_a_data_file_as_a_search_would(tmp_path):
 
     assert run.returncode == 0, run.stderr
     assert "series.csv: 241/79/79 train/val/test, 2 features, 2 targets" in run.stdout
+
+
+@pytest.mark.parametrize("space, write, overrides", [
+    ("sequences", lambda p: write_sequences(p / "sequences.npz"), []),
+    ("series", lambda p: write_series(p / "series.csv"), ["data.target=[a, b]"]),
+    ("mlp", lambda p: write_table(p / "table.csv"),
+     ["data.target=kind", "data.categorical=[colour]"]),
+])
+def test_the_ready_spaces_for_your_own_data_read_a_file_where_they_say(space, write, overrides,
+                                                                       tmp_path):
+    (tmp_path / "data").mkdir()
+    write(tmp_path / "data")
+    run = raysearch("validate", space, *(f"--set={o}" for o in overrides), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "train/val/test" in run.stdout

@@ -1,6 +1,6 @@
-"""The recurrent families, the FCN, the ESN classifier and a streamed image folder in real
-searches: 2-worker gloo TorchTrainer trials on a real Ray cluster, tracked in a real SQLite
-MLflow store."""
+"""The recurrent families, the FCN, the ESN classifier, the MLP on tables and a streamed image
+folder in real searches: 2-worker gloo TorchTrainer trials on a real Ray cluster, tracked in a
+real SQLite MLflow store."""
 
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from helpers import (
     diagnostics,
     write_sequences,
     write_series,
+    write_table,
 )
 from mlflow import MlflowClient
 from PIL import Image
@@ -74,6 +75,18 @@ CASES = {
     "esn-csv": ("esn", "{name: series, path: SERIES, target: [a, b], inputs: [a, b, noise], "
                 "time: time}", NRMSE, 2, "units: {type: int, low: 100, high: 150}",
                 "{washout: 20, ridge: 1.0e-6, input_scaling: 0.1}", 0.2),
+    "fcn-variable": ("fcn", "{name: sequences, path: SEQUENCES}", ACCURACY, 4,
+                     "lr: {type: float, low: 0.01, high: 0.02, log: true}",
+                     "{filters: 16, optimizer: adam, batch_size: 16}", 0.6),
+    # a table (CSV) classified by an MLP from numbers and a one-hot category, and regressed
+    "mlp-classes": ("mlp", "{name: table, path: TABLE, target: kind, inputs: [size, weight, "
+                    "colour], categorical: [colour]}", ACCURACY, 4,
+                    "lr: {type: float, low: 0.01, high: 0.02, log: true}",
+                    "{units: 32, optimizer: adam, batch_size: 16}", 0.85),
+    "mlp-regression": ("mlp", "{name: table, path: TABLE, target: price, inputs: [size, weight, "
+                       "colour], categorical: [colour]}", "{metric: val_r2, mode: max}", 6,
+                       "lr: {type: float, low: 0.01, high: 0.02, log: true}",
+                       "{units: 32, optimizer: adam, batch_size: 16}", 0.9),
     # any torchvision classification model by name (random weights), its input resized up to
     # what it takes (SqueezeNet: 17 px)
     "torchvision-folder": ("torchvision", "{name: imagefolder, root: IMAGES, image_size: 16}",
@@ -101,6 +114,8 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
         data = data.replace("IMAGES", str(image_folder(tmp_path / "images")))
     if "SERIES" in data:
         data = data.replace("SERIES", str(write_series(tmp_path / "series.csv")))
+    if "TABLE" in data:
+        data = data.replace("TABLE", str(write_table(tmp_path / "table.csv")))
     if "SEQUENCES" in data:
         data = data.replace("SEQUENCES", str(write_sequences(tmp_path / "sequences.npz")))
     spec = load_spec(write_spec(SPACE.format(name=case, model=model, data=data,
@@ -123,13 +138,14 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     served = mlflow.pyfunc.load_model(f"models:/{case}@champion")
     assert np.allclose(served.predict(x), expected.detach().numpy(), atol=1e-5)
     # and its diagnostics on the test split are in the search's run
-    expected = (["classification_report.txt", "confusion_matrix.png"]
-                if spec.objective.metric == "val_accuracy" else ["forecast.png"])
+    expected = {"val_accuracy": ["classification_report.txt", "confusion_matrix.png"],
+                "val_r2": ["prediction_error.png"]}.get(spec.objective.metric, ["forecast.png"])
     assert sorted(diagnostics(tracking_uri, outcome.parent_run_id)) == expected
 
     # what the trial's model costs is in its run; an ESN trains its readout alone
     (child,) = child_runs(MlflowClient(tracking_uri), outcome)
     costs = {name: child.data.metrics[name] for name in COST_METRICS}
     assert all(value > 0 for name, value in costs.items() if name != "peak_memory_mb")
-    trains_all = model.__class__.__name__ != "ESN"
+    # (an MLP computes with its standardization constants, and does not train them)
+    trains_all = model.__class__.__name__ not in ("ESN", "MLP")
     assert (costs["params_trainable"] == costs["params_total"]) == trains_all

@@ -2,7 +2,7 @@
 `raysearch tune` answer with exit code 0 or 2, never a traceback; a 2 is one line naming the
 file, and nothing is written. The commands run in this process (typer's runner), so
 hypothesis can try hundreds of files in seconds; test_cli.py runs the same checks as a real
-subprocess. And broken data files (a series CSV, a sequence set): their loaders give splits
+subprocess. And broken data files (a series CSV, a sequence set, a table): their loaders give splits
 or one line naming the file."""
 
 import copy
@@ -209,3 +209,26 @@ def test_a_sequence_set_file_loads_or_says_why(content, tmp_path_factory):
     path = tmp_path_factory.mktemp("q") / "set.npz"
     np.savez(path, **content)
     loads_or_says_why("sequences", path, {})
+
+
+@st.composite
+def csv_table(draw) -> tuple[str, dict]:
+    columns = draw(st.lists(st.sampled_from(["a", "b", "c", "kind", ""]), min_size=1,
+                            max_size=5))
+    rows = draw(st.lists(st.lists(cells, min_size=0, max_size=len(columns) + 1), max_size=40))
+    text = "\n".join(",".join(row) for row in [columns, *rows])
+    options = draw(st.fixed_dictionaries({"target": st.sampled_from(["kind", "a", "zz"])},
+                                         optional={
+        "inputs": st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3),
+        "categorical": st.lists(st.sampled_from(["a", "b", "kind"]), max_size=2),
+        "task": st.sampled_from(["classification", "regression"])}))
+    return text, options
+
+
+@FUZZ
+@given(case=csv_table())
+def test_a_table_file_loads_or_says_why(case, tmp_path_factory):
+    text, options = case
+    path = tmp_path_factory.mktemp("t") / "table.csv"
+    path.write_text(text)
+    loads_or_says_why("table", path, options)

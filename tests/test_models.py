@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import write_sequences, write_series
+from helpers import write_sequences, write_series, write_table
 from PIL import Image
 
 import raysearch
@@ -31,7 +31,7 @@ OFFLINE = {"digits": {}, "seq_digits": {}, "mackey_glass": {"length": 600}}
 def pairs():
     for model, family in MODELS.items():
         for data, dataset in DATASETS.items():
-            if data in OFFLINE and dataset.kind in family.inputs and dataset.task in family.tasks:
+            if data in OFFLINE and dataset.kind in family.inputs and dataset.tasks & family.tasks:
                 yield model, data
 
 
@@ -400,3 +400,98 @@ def test_a_bad_sequence_set_is_one_line_naming_the_file_and_array(case, tmp_path
     with pytest.raises(DataError) as info:
         dataset.load(dataset.options(path=str(tmp_path / "s.npz")))
     assert str(tmp_path / "s.npz") in str(info.value) and message in str(info.value)
+
+
+def test_a_table_is_one_hot_and_standardized_by_its_model(tmp_path):
+    dataset = DATASETS["table"]
+    options = dataset.options(path=str(write_table(tmp_path / "t.csv")), target="kind",
+                              inputs=["size", "weight", "colour"], categorical=["colour"])
+    splits, info = dataset.load(options)
+    assert info.task == "classification" and info.classes == ("large", "small")
+    assert info.input_shape == (5,)  # size, weight, then colour one-hot: blue, green, red
+    assert [len(splits[s][0]) for s in ("train", "val", "test")] == [192, 48, 60]
+    x, _ = splits["train"]
+    assert torch.equal(x[:, 2:].sum(1), torch.ones(len(x)))
+    # the model standardizes by the training split, so it reads the file's numbers as they are
+    net = MODELS["mlp"].build(MODELS["mlp"].hyperparams(units=8), info)
+    again = raysearch.load(checkpoint.save(tmp_path / "m", "mlp", net))
+    standardized = (x - again.mean) / again.std
+    assert torch.allclose(standardized.mean(0), torch.zeros(5), atol=1e-4)
+    assert torch.allclose(standardized.std(0, unbiased=False), torch.ones(5), atol=1e-4)
+
+
+def test_a_numeric_target_is_regressed_and_scored_as_scikit_learn_scores_it(tmp_path):
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    from raysearch.metrics import regression_metrics, regression_sums
+
+    dataset = DATASETS["table"]
+    splits, info = dataset.load(dataset.options(path=str(write_table(tmp_path / "t.csv")),
+                                                target="price", inputs=["size", "weight"]))
+    assert info.task == "regression" and info.num_outputs == 1 and info.classes is None
+    net = MODELS["mlp"].build(MODELS["mlp"].hyperparams(units=8), info).eval()
+    x, y = splits["val"]
+    with torch.no_grad():
+        # untrained, it answers near the training split's mean price, in its units
+        assert abs(net(x).mean().item() - info.target_scaling[0]) < info.target_scaling[1]
+        predicted = net(x)[:, 0].double().numpy()
+    metrics = regression_metrics(regression_sums(net, x, y), "val")
+    truth = y[:, 0].double().numpy()
+    assert metrics["val_rmse"] == pytest.approx(root_mean_squared_error(truth, predicted))
+    assert metrics["val_mae"] == pytest.approx(mean_absolute_error(truth, predicted))
+    assert metrics["val_r2"] == pytest.approx(r2_score(truth, predicted), rel=1e-5)
+
+
+BAD_TABLES = {
+    "a missing column": ("a,b\n1,2\n", {"target": "c"}, "t.csv:1: no column 'c' (its columns: "
+                         "a, b)"),
+    "a word": ("a,b\n1,2\n3,4\nx,5\n" + "1,2\n" * 20, {"target": "b"},
+               "t.csv:4: column 'a': 'x' is not a number (name the column in "
+               "data.categorical if it holds categories)"),
+    "a gap": ("a,b\n1,2\n,3\n" + "1,2\n" * 20, {"target": "b"},
+              "t.csv:3: column 'a' is empty (raysearch does not impute"),
+    "not finite": ("a,b\n1,2\ninf,3\n" + "1,2\n" * 20, {"target": "b"},
+                   "t.csv:3: column 'a': inf is not a finite 32-bit float"),
+    "one class": ("a,b\n" + "1,x\n" * 20, {"target": "b"}, "column 'b' holds one class"),
+    "a class unseen in training": ("a,b\n" + "1,x\n2,y\n" * 10 + "3,z\n", {"target": "b"},
+                                   "class 'z' is in no row of the training split"),
+    "a word to regress": ("a,b\n" + "1,2\n" * 20 + "1,x\n", {"target": "b", "task": "regression"},
+                          "t.csv:22: column 'b': 'x' is not a number (a regression target"),
+    "too few rows": ("a,b\n1,2\n2,3\n", {"target": "b"}, "2 rows are too few"),
+    "a column twice": ("a,a,b\n1,2,3\n", {"target": "b"}, "t.csv:1: column 'a' appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TABLES)
+def test_a_bad_table_is_one_line_naming_file_line_and_column(case, tmp_path):
+    text, options, message = BAD_TABLES[case]
+    (tmp_path / "t.csv").write_text(text)
+    dataset = DATASETS["table"]
+    with pytest.raises(DataError) as info:
+        dataset.load(dataset.options(path=str(tmp_path / "t.csv"), **options))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_parquet_table_loads_as_its_csv_does(tmp_path):
+    import pandas as pd
+
+    csv = write_table(tmp_path / "t.csv")
+    pd.read_csv(csv).to_parquet(tmp_path / "t.parquet")
+    dataset = DATASETS["table"]
+    loaded = [dataset.load(dataset.options(path=str(p), target="kind", categorical=["colour"]))
+              for p in (csv, tmp_path / "t.parquet")]
+    for split in ("train", "val", "test"):
+        assert torch.allclose(loaded[0][0][split][0], loaded[1][0][split][0])
+        assert torch.equal(loaded[0][0][split][1], loaded[1][0][split][1])
+
+
+def test_a_sequence_set_may_name_its_classes(tmp_path):
+    with np.load(write_sequences(tmp_path / "good.npz")) as f:
+        arrays = dict(f)
+    np.savez(tmp_path / "s.npz", **arrays, classes=np.array(["slow", "mid", "fast"]))
+    dataset = DATASETS["sequences"]
+    _, info = dataset.load(dataset.options(path=str(tmp_path / "s.npz")))
+    assert info.classes == ("slow", "mid", "fast")
+    np.savez(tmp_path / "s.npz", **arrays, classes=np.array(["slow", "mid"]))
+    with pytest.raises(DataError, match="classes names 2 classes but y holds class id 2"):
+        dataset.load(dataset.options(path=str(tmp_path / "s.npz")))

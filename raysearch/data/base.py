@@ -18,13 +18,16 @@ Split = tuple[torch.Tensor, torch.Tensor]  # inputs and targets; or ImageFiles, 
 
 CLASSIFICATION_METRICS = ("val_accuracy", "val_loss")
 FORECASTING_METRICS = ("val_nrmse", "val_mse")
+REGRESSION_METRICS = ("val_rmse", "val_mae", "val_r2")
+TASK_METRICS = {"classification": CLASSIFICATION_METRICS, "forecasting": FORECASTING_METRICS,
+                "regression": REGRESSION_METRICS}
 
 
 @dataclass(frozen=True)
 class DataInfo:
     input_shape: tuple[int, ...]  # one example: (C, H, W) images, (features,) per step sequences
     num_outputs: int  # classes, or forecast dimensions
-    task: Literal["classification", "forecasting"] = "classification"
+    task: Literal["classification", "forecasting", "regression"] = "classification"
     augment: bool = False  # photos: random crop (4 px padding) and horizontal flip when training
     free_run: int = 0  # forecasting, generative: steps run on the model's own output, scored
     free_runs: int = 0  # ... from this many starting points across the split
@@ -32,6 +35,11 @@ class DataInfo:
     # photos (RGB files): the per-channel mean and std that standardize them once resized and
     # center-cropped to input_shape, so a trained model can read image files later
     photos: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    classes: tuple[str, ...] | None = None  # the class names, where the data names them
+    # tables: each feature's mean and std on the training split, which the model standardizes
+    # by; and a regression target's, which it answers in the units of
+    scaling: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    target_scaling: tuple[float, float] | None = None
 
     def photo_reading(self) -> dict | None:
         """How a model of this data set reads an image file (checkpoint's `photos`)."""
@@ -147,8 +155,12 @@ def sample_inputs(splits: dict[str, Split], info: DataInfo, split: str, count: i
 class DataSet:
     name: str
     options: type[BaseModel]  # the data set's own keys under `data:`, with defaults
-    kind: Literal["image", "sequence"]
-    task: Literal["classification", "forecasting"]
-    metrics: tuple[str, ...]  # what a trial on it reports, besides `epoch` and `train_loss`
+    kind: Literal["image", "sequence", "table"]
+    tasks: frozenset[str]  # "classification", "forecasting", "regression": a table's by its target
     load: Callable[[BaseModel], tuple[dict[str, Split], DataInfo]]  # splits "train", "val", "test"
     user_file: bool = False  # reads one file of the user's: `raysearch validate` reads it too
+
+    def metrics(self, tasks: frozenset[str] | None = None) -> tuple[str, ...]:
+        """What a trial on it reports (for these of its tasks), besides `epoch` and
+        `train_loss`."""
+        return tuple(m for task in sorted(tasks or self.tasks) for m in TASK_METRICS[task])

@@ -2,7 +2,9 @@
 
 Arrays: `x` float (N, T, F); `y` int (N,) class ids 0..C-1; optional `lengths` int (N,), the
 valid steps of each sequence (padded after them); optional `x_test`, `y_test`, `lengths_test`,
-a held-out test split (otherwise `test_fraction` of the set is held out, by `split_seed`). The
+a held-out test split (otherwise `test_fraction` of the set is held out, by `split_seed`);
+optional `classes`, text, the name of each class id (the champion's predictions and
+diagnostics use them). The
 validation split is `val_fraction` of the training part. Whatever the file holds after a
 sequence's valid steps, the splits hold NaN there (models/padding.py), so the models read the
 valid steps alone.
@@ -81,8 +83,9 @@ def load(options: SequencesOptions) -> tuple[dict[str, Split], DataInfo]:
             raise DataError(f"{path}: no arrays 'x' and 'y' (it holds: "
                             f"{', '.join(arrays.files)})")
         test = _part(path, arrays, "_test")
+        names = _names(path, arrays, int(train[1].max()) + 1)
     x, y = (torch.from_numpy(a) for a in train)
-    classes = int(y.max()) + 1
+    classes = int(y.max()) + 1 if names is None else len(names)
     if len(torch.unique(y)) < 2:
         raise DataError(f"{path}: y holds one class only; classification needs two or more")
     if test is None:
@@ -100,4 +103,22 @@ def load(options: SequencesOptions) -> tuple[dict[str, Split], DataInfo]:
                             "class the model never saw in training")
     fit, val = split_indices(len(x), options.val_fraction, options.split_seed)
     splits = {"train": (x[fit], y[fit]), "val": (x[val], y[val]), "test": (x_test, y_test)}
-    return splits, DataInfo(input_shape=(x.shape[2],), num_outputs=classes)
+    return splits, DataInfo(input_shape=(x.shape[2],), num_outputs=classes, classes=names)
+
+
+def _names(path: Path, arrays, needed: int) -> tuple[str, ...] | None:
+    """The file's class names, one per class id."""
+    if "classes" not in arrays:
+        return None
+    names = arrays["classes"]
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{path}: classes must be the names of the classes, text of shape "
+                        f"(classes,); it is {names.dtype} of shape {names.shape}")
+    if len(names) < needed:
+        raise DataError(f"{path}: classes names {len(names)} classes but y holds class id "
+                        f"{needed - 1}")
+    names = tuple(n.decode(errors="replace") if isinstance(n, bytes) else str(n)
+                  for n in names.tolist())
+    if len(set(names)) != len(names):
+        raise DataError(f"{path}: classes names a class twice")
+    return names

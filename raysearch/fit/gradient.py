@@ -22,6 +22,8 @@ from raysearch.metrics import (
     forecast_metrics,
     forecast_sums,
     not_finite,
+    regression_metrics,
+    regression_sums,
     stretch,
 )
 
@@ -130,9 +132,13 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
             idx = order[i * batch:(i + 1) * batch].to(device)
             yield x[idx], y[idx]
 
+    # a regression learns the standardized target: its loss is the MSE over the target's
+    # variance on the training split (1 predicts its mean), whatever its units
+    spread = info.target_scaling[1] ** 2 if info.target_scaling else 1.0
+
     def loss_of(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if forecasting:
-            return F.mse_loss(output, target)
+        if forecasting or info.task == "regression":
+            return F.mse_loss(output, target) / spread
         return F.cross_entropy(output, target, label_smoothing=hp.label_smoothing)
 
     def val_metrics() -> dict[str, float]:
@@ -143,6 +149,9 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
             lo, hi = stretch(0, len(u_val), rank, world)
             return forecast_metrics(
                 all_reduce_sum(forecast_sums(model, u_val, y_val, lo, hi, hp.window)), "val")
+        if info.task == "regression":
+            sums = regression_sums(model, u_val[rank::world], y_val[rank::world])
+            return regression_metrics(all_reduce_sum(sums), "val")
         sums = classification_sums(model, u_val[rank::world], y_val[rank::world])
         return classification_metrics(all_reduce_sum(sums), "val")
 

@@ -8,15 +8,15 @@ from pydantic import BaseModel
 from torch import nn
 
 from raysearch.data.base import DataInfo
-from raysearch.models import cnn, esn, fcn, resnet, rnn, zoo
+from raysearch.models import cnn, esn, fcn, mlp, resnet, rnn, zoo
 
 
 @dataclass(frozen=True)
 class ModelFamily:
     name: str
     hyperparams: type[BaseModel]  # every name the family accepts, with its type, range and default
-    inputs: frozenset[str]  # data kinds it reads: "image", "sequence"
-    tasks: frozenset[str]  # "classification", "forecasting"
+    inputs: frozenset[str]  # data kinds it reads: "image", "sequence", "table"
+    tasks: frozenset[str]  # "classification", "forecasting", "regression"
     fit: Literal["gradient", "ridge"]  # how it is trained (raysearch/fit/)
     build: Callable[[BaseModel, DataInfo], nn.Module]
     constructor: Callable[..., nn.Module]  # rebuilds the module from its saved `config()`
@@ -50,5 +50,9 @@ MODELS: dict[str, ModelFamily] = {
     "fcn": ModelFamily(
         "fcn", fcn.FCNHyper, frozenset({"sequence"}), frozenset({"classification"}),
         "gradient", fcn.build, fcn.FCN,
+    ),
+    "mlp": ModelFamily(
+        "mlp", mlp.MLPHyper, frozenset({"table"}), frozenset({"classification", "regression"}),
+        "gradient", mlp.build, mlp.MLP,
     ),
 }
