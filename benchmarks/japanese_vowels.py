@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import ray  # noqa: E402
 
 from raysearch import search  # noqa: E402
+from raysearch.quiet import QUIET_LEVEL, quiet_libraries  # noqa: E402
 from raysearch.spec import load_spec  # noqa: E402
 
 # Fawaz et al. 2019, "Deep learning for time series classification: a review", table of the
@@ -104,7 +105,10 @@ def main() -> None:
     parser.add_argument("--max-t", type=int, default=30, help="epochs (ESN: chunks, at most 4)")
     parser.add_argument("families", nargs="*", default=list(PARAMS))
     args = parser.parse_args()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1")
+    quiet_libraries()
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as raysearch's own instance (quiet.py)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
+             logging_level=QUIET_LEVEL)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "japanese_vowels.npz"

@@ -37,6 +37,20 @@ def cli(*args: str, env: dict | None = None, only_env: dict | None = None
                           text=True, env=environment, timeout=600)
 
 
+def cli_here(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`raysearch ARGS` in this process (typer's runner), for commands whose subject is what
+    they do, not the process they run in: a second or more less than `cli` per call, the
+    imports already done. An exception the command does not turn into an exit code is
+    raised."""
+    from typer.testing import CliRunner
+
+    from raysearch.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return subprocess.CompletedProcess(["raysearch", *args], result.exit_code, result.stdout,
+                                       result.stderr)
+
+
 # what Ray puts before each line a worker process printed: "(run_trial pid=123)"
 RAY_WORKER_LINE = re.compile(r"\(\w+ pid=\d+(, ip=[\d.]+)?\)")
 

@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from helpers import cli
+from helpers import cli, cli_here
 from mlflow import MlflowClient
 
 import raysearch
@@ -94,8 +94,8 @@ def test_a_registered_model_is_an_mlflow_model_that_predicts_what_raysearch_load
     expected = raysearch.load(saved)(torch.as_tensor(IMAGES)).softmax(-1).detach().numpy()
     assert np.allclose(served.predict(IMAGES), expected, atol=1e-6)
     # what raysearch pull writes is that MLflow model, which raysearch.load reads too
-    pulled = cli("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
-                 tracking_uri)
+    pulled = cli_here("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+                      tracking_uri)
     assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "pulled" / "MLmodel").exists()
     assert torch.equal(raysearch.load(tmp_path / "pulled")(torch.as_tensor(IMAGES)),
@@ -114,10 +114,10 @@ def test_a_version_registered_as_a_plain_folder_still_pulls(tmp_path, saved, tra
     torch.manual_seed(1)
     other = checkpoint.save(tmp_path / "other", "cnn", CNN(1, 10, channels=4))
     register(tmp_path, other, tracking_uri)
-    assert cli("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
-               tracking_uri).returncode == 0
-    pulled = cli("pull", "old", "--out", str(tmp_path / "pulled"), "--tracking-uri",
-                 tracking_uri)
+    assert cli_here("pull", "ckpt", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+                    tracking_uri).returncode == 0
+    pulled = cli_here("pull", "old", "--out", str(tmp_path / "pulled"), "--tracking-uri",
+                      tracking_uri)
     assert pulled.returncode == 0, pulled.stderr
     assert not (tmp_path / "pulled" / "MLmodel").exists()
     assert torch.equal(raysearch.load(tmp_path / "pulled").head[-1].weight,
@@ -130,7 +130,8 @@ def test_pull_verifies_the_files_against_the_checksums_recorded_at_registration(
     version = client.get_model_version_by_alias("ckpt", "champion")
     assert version.tags["sha256.model.pt"] == checkpoint.sha256(saved / checkpoint.WEIGHTS_FILE)
 
-    good = cli("pull", "ckpt", "--out", str(tmp_path / "good"), "--tracking-uri", tracking_uri)
+    good = cli_here("pull", "ckpt", "--out", str(tmp_path / "good"), "--tracking-uri",
+                    tracking_uri)
     assert good.returncode == 0, good.stderr
     assert torch.equal(raysearch.load(tmp_path / "good").head[-1].weight,
                        raysearch.load(saved).head[-1].weight)
@@ -138,6 +139,7 @@ def test_pull_verifies_the_files_against_the_checksums_recorded_at_registration(
     # the registered file changes in the artifact store (a bad disk, a partial copy)
     stored = Path(client.get_run(version.run_id).info.artifact_uri.removeprefix("file://"))
     damage_truncate(stored / "model" / "artifacts" / "model")
+    # a real process: what a user sees of it is one line, no traceback
     bad = cli("pull", "ckpt", "--out", str(tmp_path / "bad"), "--tracking-uri", tracking_uri)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     # MLflow's download progress bar comes first; then the one error line

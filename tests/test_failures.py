@@ -56,6 +56,9 @@ def test_a_search_whose_trials_all_diverge_exits_1_with_the_first_reason(
     assert "error: every trial failed; the first, trial" in run.stderr
     assert "Diverged: train_loss is nan at epoch 1" in run.stderr
     assert "trials: 0 completed, 0 stopped early, 1 failed" in run.stdout
+    (trial,) = trial_runs(MlflowClient(tracking_uri), "diverging")
+    assert (f"failed trial {trial.data.tags[tracking.TRIAL_TAG]}: Diverged: train_loss is nan "
+            "at epoch 1") in run.stdout
 
     client = MlflowClient(tracking_uri)
     runs = trial_runs(client, "diverging")
@@ -125,10 +128,7 @@ def test_a_trial_that_raises_fails_with_its_last_line_and_the_search_goes_on(
     """A washout longer than the validation series (100 steps of 500) is a ValueError in the
     trial's workers; the trials with a shorter washout still run and a champion is chosen."""
     storage = tmp_path / "results"
-    run = cli("tune", "--space", str(write_spec(RAISING)), "--tracking-uri", tracking_uri,
-              "--storage", str(storage),
-              env={"RAY_ADDRESS": ray_cluster.address_info["address"]})
-    assert run.returncode == 0, run.stdout + run.stderr
+    outcome = search.run(load_spec(write_spec(RAISING)), tracking_uri, str(storage))
 
     client = MlflowClient(tracking_uri)
     runs = trial_runs(client, "raising")
@@ -140,7 +140,7 @@ def test_a_trial_that_raises_fails_with_its_last_line_and_the_search_goes_on(
     for r in failed:
         assert r.data.params["washout"] == "400"
         assert r.data.tags[tracking.ERROR_TAG] == reason
-        assert f"trial {r.data.tags[tracking.TRIAL_TAG]}: {reason}" in run.stdout
+        assert outcome.errors[r.data.tags[tracking.TRIAL_TAG]] == reason
     assert all(r.data.params["washout"] == "20" for r in completed)
     assert optuna_states(storage / "raising") == sorted(
         ["FAIL"] * len(failed) + ["COMPLETE"] * len(completed))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import cli
+from helpers import cli, cli_here
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -68,7 +68,7 @@ def tracking_uri(store):
 
 
 def predict(tracking_uri: str, *args: str):
-    return cli("predict", *args, "--tracking-uri", tracking_uri)
+    return cli_here("predict", *args, "--tracking-uri", tracking_uri)
 
 
 def test_images_from_npy_and_csv_give_the_class_probabilities_raysearch_load_does(
@@ -192,8 +192,9 @@ def test_an_out_file_in_a_missing_folder_is_named(registered, tmp_path):
 def test_the_command_says_what_does_not_fit_in_one_line_and_exits_2(tmp_path, tracking_uri):
     path = tmp_path / "wrong-shape.npy"
     BAD[path.name][0](path)
-    done = predict(tracking_uri, "digits", "--input", str(path), "--out",
-                   str(tmp_path / "p.csv"))
+    # a real process: what a user sees of it is one line, no traceback
+    done = cli("predict", "digits", "--input", str(path), "--out", str(tmp_path / "p.csv"),
+               "--tracking-uri", tracking_uri)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert line == f"error: {path}: {BAD[path.name][1]}"

@@ -9,7 +9,7 @@ import math
 import re
 
 import pytest
-from helpers import cli, render_in_chromium
+from helpers import cli, cli_here, render_in_chromium
 from mlflow import MlflowClient
 from ray.tune.experiment import Trial
 from rich.console import Console
@@ -126,8 +126,8 @@ def test_the_report_renders_its_plots_in_a_browser_with_no_network(searches, tmp
 
 def test_report_compares_searches_on_one_data_set(searches, tmp_path):
     out = tmp_path / "compared"
-    run = cli("report", NAME, SMALL, "--tracking-uri", searches["uri"], "--out", str(out),
-              "--format", "json")
+    run = cli_here("report", NAME, SMALL, "--tracking-uri", searches["uri"], "--out",
+                   str(out), "--format", "json")
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["comparison.html", "trials.json"]
     rows = json.loads((out / "trials.json").read_text())

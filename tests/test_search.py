@@ -11,6 +11,7 @@ from helpers import (
     assert_nothing_left_running,
     child_runs,
     cli,
+    cli_here,
     diagnostics,
     mlflow_models_serve,
     own_tracebacks,
@@ -23,7 +24,7 @@ from raysearch import checkpoint, search, tracking
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.early_stop import rungs
-from raysearch.spec import load_spec
+from raysearch.spec import load_spec, resolve_space
 
 DIGITS = """\
     name: digits-e2e
@@ -39,22 +40,6 @@ DIGITS = """\
       momentum:  {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}
     fixed: {channels: 8, batch_size: 64}
 """
-
-ESN = """\
-    name: esn-e2e
-    model: esn
-    data: {name: mackey_glass, horizon: 1, length: 2000}
-    objective: {metric: val_nrmse, mode: min}
-    search: {trials: 3, sampler: random, seed: 1}
-    scheduler: {type: asha, max_t: 3, grace_period: 1, reduction_factor: 3}
-    resources: {workers: 2, cpus_per_worker: 1}
-    params:
-      units:           {type: int, low: 50, high: 200, log: true}
-      spectral_radius: {type: float, low: 0.5, high: 1.2}
-      ridge:           {type: float, low: 1e-9, high: 1e-3, log: true}
-    fixed: {washout: 50, leak_rate: 0.5}
-"""
-
 
 def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri, write_spec):
     space = write_spec(DIGITS)
@@ -111,7 +96,8 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
     assert float(champion.tags["test_accuracy"]) > 0.5
 
     out = tmp_path / "pulled"
-    pulled = cli("pull", "digits-e2e@champion", "--out", str(out), "--tracking-uri", tracking_uri)
+    pulled = cli_here("pull", "digits-e2e@champion", "--out", str(out), "--tracking-uri",
+                      tracking_uri)
     assert pulled.returncode == 0, pulled.stderr
     model = raysearch.load(out)
     splits, _ = DATASETS["digits"].load(DATASETS["digits"].options())
@@ -136,30 +122,25 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
     assert_nothing_left_running()
 
 
-def test_esn_search_registers_a_forecaster(ray_cluster, tmp_path, tracking_uri, write_spec):
-    spec = load_spec(write_spec(ESN))
-    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
-
-    assert outcome.count("failed") == 0 and len(outcome.states) == 3
-    assert outcome.best.value < 0.05  # a 50-200 unit ESN forecasts one step well
-    assert outcome.promotion.champion
-    client = MlflowClient(tracking_uri)
-    for child in child_runs(client, outcome):
-        assert client.get_metric_history(child.info.run_id, "val_nrmse")
-
-    out = tracking.pull(client, "esn-e2e", tmp_path / "pulled")[0]
-    model = raysearch.load(out)
-    assert model.kwargs["units"] == outcome.best.config["units"]
+def test_the_default_search_registers_a_forecaster_scored_on_its_test_split(default_search):
+    """The ready ESN space's champion (the session's default search) forecasts the test split
+    with the NRMSE its version records, and MLflow's pyfunc forecasts every step as
+    raysearch.load's model does."""
+    client = MlflowClient(default_search.tracking_uri)
+    version = client.get_model_version_by_alias("esn-mackey-glass", "champion")
+    model = raysearch.load(tracking.pull(client, "esn-mackey-glass",
+                                         default_search.folder / "pulled")[0])
+    spec = load_spec(resolve_space("esn"))
     u, y = DATASETS["mackey_glass"].load(spec.data_options())[0]["test"]
-    prediction = model(u[None])[0, 50:]
-    nrmse = ((prediction - y[50:]).pow(2).mean() / y[50:].var(unbiased=False)).sqrt().item()
-    assert nrmse == pytest.approx(outcome.test_metrics["test_nrmse"], rel=1e-3)
-    # MLflow's pyfunc forecasts every step as raysearch.load's model does
-    mlflow.set_tracking_uri(tracking_uri)
-    served = mlflow.pyfunc.load_model("models:/esn-e2e@champion")
+    washout = spec.fixed["washout"]
+    prediction = model(u[None])[0, washout:]
+    nrmse = ((prediction - y[washout:]).pow(2).mean() / y[washout:].var(unbiased=False)).sqrt()
+    assert nrmse.item() == pytest.approx(float(version.tags["test_nrmse"]), rel=1e-3)
+    assert nrmse.item() < 0.01
+    mlflow.set_tracking_uri(default_search.tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/esn-mackey-glass@champion")
     assert np.allclose(served.predict(u[None].numpy()), model(u[None]).detach().numpy(), atol=1e-5)
-    assert list(diagnostics(tracking_uri, outcome.parent_run_id)) == ["forecast.png"]
-    assert_nothing_left_running()
+    assert list(diagnostics(default_search.tracking_uri, version.run_id)) == ["forecast.png"]
 
 
 CHAMPION = """\
@@ -222,14 +203,14 @@ def test_a_seeded_trial_reports_the_same_first_or_fourth_on_a_pool_or_on_fresh_w
     pools_before = train_runs_started()
     warm = search.run(load_spec(path), tracking_uri, str(tmp_path / "results"))
     assert train_runs_started() - pools_before == 1
-    cold = search.run(load_spec(path, ["resources.reuse_workers=false", "search.trials=2"],
+    cold = search.run(load_spec(path, ["resources.reuse_workers=false", "search.trials=1"],
                                 name="same-trial-cold"), tracking_uri, str(tmp_path / "results"))
-    assert train_runs_started() - pools_before == 3  # a Train run of its own for each trial
+    assert train_runs_started() - pools_before == 2  # a Train run of its own for the trial
 
     first, *later = histories(warm) + histories(cold)
-    assert len(first["val_accuracy"]) == 2 and len(later) == 5
+    assert len(first["val_accuracy"]) == 2 and len(later) == 4
     assert all(h == first for h in later)
-    assert warm.count("completed") == 4 and cold.count("completed") == 2
+    assert warm.count("completed") == 4 and cold.count("completed") == 1
     assert_nothing_left_running()
 
 
