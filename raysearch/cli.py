@@ -42,11 +42,13 @@ def validate(file: str = typer.Argument(..., help="Search-space file, or a ready
             spec.check_task(info.task)
         except (DataError, SpecError) as e:
             fail(str(e))
-        sizes = "/".join(str(len(splits[s][0])) for s in ("train", "val", "test"))
+        sizes = "/".join(str(len(splits[s][0]) if isinstance(splits[s], tuple)
+                             else len(splits[s])) for s in ("train", "val", "test"))
         learnt = {"classification": f"{info.num_outputs} classes", "regression": "regression",
                   "forecasting": f"{info.num_outputs} targets"}[info.task]
+        streamed = "" if isinstance(splits["train"], tuple) else ", read memory-mapped"
         read = (f"; {spec.data.options['path']}: {sizes} train/val/test, "
-                f"{info.input_shape[-1]} features, {learnt}")
+                f"{info.input_shape[-1]} features, {learnt}{streamed}")
     console.print(f"{spec.source}: ok ({spec.model} on {spec.data.name}, {len(spec.params)} "
                   f"searched params, {spec.search.trials} trials{read})", highlight=False)
 

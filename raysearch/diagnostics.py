@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from raysearch import checkpoint
+from raysearch.data.arrays import STREAMED, MappedArrays
 from raysearch.data.base import ImageFiles, Split
 from raysearch.fit.gradient import image_loader
 from raysearch.job import SearchSetup
@@ -38,6 +39,8 @@ def diagnose(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
         labels, predicted = class_predictions(model, splits[split])
         return classification_files(labels, predicted, info.num_outputs, out, split,
                                     info.classes)
+    if isinstance(splits[split], MappedArrays):  # a regression on a streamed table
+        return [regression_plot(model, *splits[split].rows(), out, split)]
     u, y = splits[split]
     if info.task == "regression":
         return [regression_plot(model, u, y, out, split)]
@@ -49,10 +52,10 @@ def diagnose(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
 
 
 @torch.no_grad()
-def class_predictions(model: nn.Module, data: Split | ImageFiles
+def class_predictions(model: nn.Module, data: Split | ImageFiles | MappedArrays
                       ) -> tuple[np.ndarray, np.ndarray]:
     """True and predicted class of every example of a split (tensors, or streamed files)."""
-    if isinstance(data, ImageFiles):
+    if isinstance(data, STREAMED):
         cpu = torch.device("cpu")
         normalize = data.normalizer(cpu)
         pairs = [(labels, model(normalize(images)).argmax(1))

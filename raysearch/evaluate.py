@@ -7,8 +7,9 @@ import numpy as np
 import torch
 
 from raysearch import checkpoint
-from raysearch.data.base import DataInfo, ImageFiles, sample_inputs
-from raysearch.fit.gradient import image_loader, streamed_sums
+from raysearch.data.arrays import STREAMED
+from raysearch.data.base import DataInfo, sample_inputs
+from raysearch.fit.gradient import image_loader, streamed_metrics, streamed_sums
 from raysearch.job import SearchSetup
 from raysearch.metrics import (
     classification_metrics,
@@ -30,10 +31,12 @@ def evaluate(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
     hp = family.hyperparams(**hyper)
     splits, info = data
     model = checkpoint.load(folder)
-    if isinstance(splits[split], ImageFiles):
-        cpu = torch.device("cpu")  # the driver decodes in its own process
-        sums = streamed_sums(model, image_loader(splits[split], 256, None, 0, cpu), cpu)
-        return classification_metrics(sums, split)
+    if isinstance(splits[split], STREAMED):
+        cpu = torch.device("cpu")  # the driver reads in its own process
+        regression = info.task == "regression"
+        sums = streamed_sums(model, image_loader(splits[split], 256, None, 0, cpu), cpu,
+                             regression)
+        return streamed_metrics(sums, split, regression)
     x, y = splits[split]
     if info.free_run:
         scores = free_run_metrics(model, x, info, hp.washout)

@@ -9,9 +9,11 @@ search was resumed), after reporting again the epochs that checkpoint holds: the
 have lost them, and the trial's Tune actor and the MLflow callback drop what they have.
 """
 
+import functools
 import gc
 import random
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,8 +46,14 @@ def serve(setup: SearchSetup, dispatcher: "ray.actor.ActorHandle", pool: str,
     incarnation = ray.util.get_current_placement_group().id.hex()
     # Loaded once by the driver and read once per worker process from the node's object store
     splits, info = ray.get(setup.data_ref)
-    # what rank 0 times each trial's model on (costs.py): the same inputs for every trial
-    probe = sample_inputs(splits, info, "val", EVAL_BATCH).to(device) if rank == 0 else None
+
+    # What rank 0 times each trial's model on (costs.py): the same inputs for every trial,
+    # read by every rank within the first, before any collective: a streamed split the
+    # workers cannot read fails that trial on every rank, and so fails it alone.
+    @functools.cache
+    def probe() -> torch.Tensor:
+        return sample_inputs(splits, info, "val", EVAL_BATCH).to(device)
+
     release(device)
     after = -1
     while True:
@@ -70,7 +78,7 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def run_job(job: Job, setup: SearchSetup, data: tuple, probe: torch.Tensor | None,
+def run_job(job: Job, setup: SearchSetup, data: tuple, probe: Callable[[], torch.Tensor],
             dispatcher: "ray.actor.ActorHandle", rank: int, world: int,
             device: torch.device) -> None:
     """Trains one trial; rank 0 says how it ended. A trial that raises on every rank fails
@@ -107,13 +115,14 @@ def fresh_start(seed: int) -> None:
     torch.set_float32_matmul_precision("highest")
 
 
-def train(job: Job, setup: SearchSetup, data: tuple, probe: torch.Tensor | None,
+def train(job: Job, setup: SearchSetup, data: tuple, probe: Callable[[], torch.Tensor],
           dispatcher: "ray.actor.ActorHandle", rank: int, world: int,
           device: torch.device) -> str | None:
     """Why the trial stopped on its own (a metric that is not finite), else None. `probe`:
-    rank 0's inputs to time the model on."""
+    the inputs rank 0 times the model on."""
     splits, info = data
-    costs = Costs(device, probe) if probe is not None else None
+    inputs = probe()
+    costs = Costs(device, inputs) if rank == 0 else None
     family = MODELS[setup.model]
     hp = family.hyperparams(**job.config)
     fresh_start(hp.seed)

@@ -64,6 +64,11 @@ CASES = {
     "fcn-variable": ("fcn", "{name: sequences, path: SEQUENCES}", ACCURACY, 4,
                      "lr: {type: float, low: 0.01, high: 0.02, log: true}",
                      "{filters: 16, optimizer: adam, batch_size: 16}", 0.6),
+    # the same set as a folder of .npy files, memory-mapped by each worker (a set too large to
+    # hold), its batches drawn by a DistributedSampler
+    "lstm-streamed": ("lstm", "{name: sequences, path: SEQFOLDER, stream: true}", ACCURACY, 4,
+                      "lr: {type: float, low: 0.01, high: 0.02, log: true}",
+                      "{hidden_size: 16, optimizer: adam, batch_size: 16}", 0.6),
     # an ESN forecasts two measured channels of a CSV series from three (one is noise)
     "esn-csv": ("esn", "{name: series, path: SERIES, target: [a, b], inputs: [a, b, noise], "
                 "time: time}", NRMSE, 2, "units: {type: int, low: 100, high: 150}",
@@ -97,6 +102,15 @@ def image_folder(root: Path) -> Path:
     return root
 
 
+def sequence_folder(folder: Path) -> Path:
+    """write_sequences' set as x.npy, y.npy and lengths.npy."""
+    folder.mkdir()
+    with np.load(write_sequences(folder.with_suffix(".npz"))) as arrays:
+        for name in arrays.files:
+            np.save(folder / f"{name}.npy", arrays[name])
+    return folder
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_uri, write_spec):
     model, data, objective, epochs, param, fixed, good = CASES[case]
@@ -106,6 +120,8 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
         data = data.replace("SERIES", str(write_series(tmp_path / "series.csv")))
     if "TABLE" in data:
         data = data.replace("TABLE", str(write_table(tmp_path / "table.csv")))
+    if "SEQFOLDER" in data:
+        data = data.replace("SEQFOLDER", str(sequence_folder(tmp_path / "sequences")))
     if "SEQUENCES" in data:
         data = data.replace("SEQUENCES", str(write_sequences(tmp_path / "sequences.npz")))
     spec = load_spec(write_spec(SPACE.format(name=case, model=model, data=data,
@@ -139,3 +155,23 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     # (an MLP computes with its standardization constants, and does not train them)
     trains_all = model.__class__.__name__ not in ("ESN", "MLP")
     assert (costs["params_trainable"] == costs["params_total"]) == trains_all
+
+
+def test_a_streamed_set_a_worker_cannot_reach_fails_its_trial_in_one_line(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    """The driver read the folder; the workers do not find it (as on a node that does not
+    mount it): the trial fails at once with the path, the search does not hang."""
+    folder = sequence_folder(tmp_path / "sequences")
+    spec = load_spec(write_spec(SPACE.format(
+        name="unreachable", model="gru", data=f"{{name: sequences, path: {folder}, stream: true}}",
+        objective=ACCURACY, epochs=2, param="lr: {type: float, low: 0.01, high: 0.02}",
+        fixed="{hidden_size: 8}")))
+    data = search.inputs(spec)
+    moved = folder.rename(tmp_path / "elsewhere")
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"), data=data)
+    assert outcome.count("failed") == 1 and outcome.best is None
+    (reason,) = outcome.errors.values()
+    assert reason.startswith(f"DataError: {folder}/x.npy: no such file on "), reason
+    assert "storage every node mounts" in reason
+    assert moved.exists()
+    assert_nothing_left_running()

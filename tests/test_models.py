@@ -15,6 +15,7 @@ from PIL import Image
 import raysearch
 from raysearch import checkpoint
 from raysearch.data import DATASETS, DataError, DataInfo
+from raysearch.data.arrays import MappedArrays
 from raysearch.fit.gradient import augment, windows
 from raysearch.models import MODELS
 from raysearch.models.esn import harvest
@@ -495,3 +496,83 @@ def test_a_sequence_set_may_name_its_classes(tmp_path):
     np.savez(tmp_path / "s.npz", **arrays, classes=np.array(["slow", "mid"]))
     with pytest.raises(DataError, match="classes names 2 classes but y holds class id 2"):
         dataset.load(dataset.options(path=str(tmp_path / "s.npz")))
+
+
+def as_folder(npz: Path, folder: Path) -> Path:
+    """The arrays of an .npz as a folder of .npy files of the same names."""
+    folder.mkdir()
+    with np.load(npz) as f:
+        for name in f.files:
+            np.save(folder / f"{name}.npy", f[name])
+    return folder
+
+
+def rows(split) -> tuple[torch.Tensor, torch.Tensor]:
+    return split.rows() if isinstance(split, MappedArrays) else split
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_folder_of_npy_files_is_the_same_set_in_memory_or_memory_mapped(stream, tmp_path):
+    npz = write_sequences(tmp_path / "s.npz", test=True)
+    dataset = DATASETS["sequences"]
+    in_memory, info = dataset.load(dataset.options(path=str(npz)))
+    from_folder, again = dataset.load(dataset.options(
+        path=str(as_folder(npz, tmp_path / "s")), stream=stream))
+    assert again == info
+    for split in ("train", "val", "test"):
+        assert isinstance(from_folder[split], MappedArrays) == stream
+        (x, y), (x2, y2) = rows(in_memory[split]), rows(from_folder[split])
+        assert torch.equal(y, y2) and torch.allclose(x, x2, equal_nan=True)
+
+
+def test_a_table_folder_streams_the_rows_its_csv_would_give(tmp_path):
+    dataset = DATASETS["table"]
+    csv = write_table(tmp_path / "t.csv")
+    splits, info = dataset.load(dataset.options(path=str(csv), target="price",
+                                                inputs=["size", "weight"]))
+    (tmp_path / "t").mkdir()
+    x = np.concatenate([rows(splits[s])[0].numpy() for s in ("train", "val", "test")])
+    y = np.concatenate([rows(splits[s])[1][:, 0].numpy() for s in ("train", "val", "test")])
+    np.save(tmp_path / "t" / "x.npy", x)
+    np.save(tmp_path / "t" / "y.npy", y)
+    streamed, again = dataset.load(dataset.options(path=str(tmp_path / "t"), stream=True))
+    assert again.task == "regression" and again.input_shape == (2,)
+    for split in ("train", "val", "test"):
+        xs, ys = streamed[split].rows()
+        assert xs.shape[1] == 2 and ys.shape[1] == 1 and len(xs) == len(rows(splits[split])[0])
+
+
+def test_an_esn_fits_a_streamed_set_as_it_fits_the_same_set_in_memory(tmp_path):
+    from raysearch.fit import TrialContext
+    from raysearch.fit.ridge import fit_ridge
+
+    npz = write_sequences(tmp_path / "s.npz")
+    dataset = DATASETS["sequences"]
+    family = MODELS["esn"]
+    hp = family.hyperparams(units=40, pooling="mean", seeds=2, washout=0)
+    reported = {}
+    for name, path, stream in (("memory", npz, False),
+                               ("mapped", as_folder(npz, tmp_path / "s"), True)):
+        splits, info = dataset.load(dataset.options(path=str(path), stream=stream))
+        epochs = reported.setdefault(name, [])
+        trial = TrialContext(0, 1, torch.device("cpu"), 3, "val_accuracy", "max", 0,
+                             lambda metrics, model, state, epochs=epochs: epochs.append(
+                                 {k: v for k, v in metrics.items() if k != "epoch_s"}) is not None)
+        fit_ridge(family.build(hp, info), hp, splits, info, trial, None)
+    assert len(reported["memory"]) == 3
+    for a, b in zip(reported["memory"], reported["mapped"], strict=True):
+        assert a.keys() == b.keys()
+        assert all(a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6) for k in a)
+
+
+def test_a_bad_folder_is_one_line_naming_it(tmp_path):
+    npz = write_sequences(tmp_path / "s.npz")
+    folder = as_folder(npz, tmp_path / "s")
+    x = np.load(folder / "x.npy")
+    x[4, 0, 1] = np.nan  # a valid step (every sequence has 6 or more)
+    np.save(folder / "x.npy", x)
+    dataset = DATASETS["sequences"]
+    with pytest.raises(DataError, match=r"x\[4, 0, 1\] is nan"):
+        dataset.load(dataset.options(path=str(folder)))
+    with pytest.raises(DataError, match="an .npz cannot be memory-mapped"):
+        dataset.load(dataset.options(path=str(npz), stream=True))

@@ -138,8 +138,10 @@ def sample_inputs(splits: dict[str, Split], info: DataInfo, split: str, count: i
                   ) -> torch.Tensor:
     """Up to `count` inputs of a split as the model reads them: images normalized (N, C, H, W),
     sequences (N, T, features), or stretches of STRETCH steps of a series to forecast."""
+    from raysearch.data.arrays import STREAMED
+
     data = splits[split]
-    if isinstance(data, ImageFiles):
+    if isinstance(data, STREAMED):
         count = min(count, len(data))
         return data.normalizer(torch.device("cpu"))(torch.stack([data[i][0]
                                                                  for i in range(count)]))

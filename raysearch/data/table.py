@@ -12,6 +12,9 @@ out, then `val_fraction` of the rest for validation.
 
 A cell that is empty, not a number in a numeric column, or not finite is one line naming the
 file, its line (a CSV's; a Parquet file's row) and column: raysearch does not impute.
+
+A table too large to hold is a folder: x.npy (rows, features) of numbers, categories one-hot
+already, and y.npy, read by each worker memory-mapped (arrays.py, `load_arrays`).
 """
 
 import csv
@@ -22,6 +25,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from raysearch.data.arrays import (
+    STREAM_BYTES,
+    Folder,
+    MappedArrays,
+    class_names,
+    column_moments,
+    first_not_finite,
+)
 from raysearch.data.base import DataError, DataInfo, Split, split_indices
 
 MIN_ROWS = 2  # in each split
@@ -29,14 +40,15 @@ MIN_ROWS = 2  # in each split
 
 class TableOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    path: str  # .csv or .parquet, relative to the working directory
-    target: str
+    path: str  # .csv, .parquet, or a folder of x.npy and y.npy, relative to the working dir
+    target: str | None = None  # the column predicted (a folder's is y.npy)
     inputs: list[str] | None = None  # default: every column but the target
     categorical: list[str] = []  # columns of categories, even when they hold numbers
     task: Literal["classification", "regression"] | None = None  # default: by the target
     val_fraction: float = Field(0.2, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     split_seed: int = 0
+    stream: bool | None = None  # a folder's files read by the workers; default: by x's size
 
 
 def read(path: Path) -> tuple[list[str], dict[str, list], list[str]]:
@@ -106,10 +118,18 @@ def sorted_names(values: np.ndarray) -> list[str]:
 
 def load(options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
     path = Path(options.path).expanduser()
+    if path.is_dir():
+        return load_arrays(path, options)
     if not path.is_file():
-        raise DataError(f"data.path: {path.resolve()}: no such file")
+        raise DataError(f"data.path: {path.resolve()}: no such file or folder")
     if path.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"data.path: {path}: a table is a .csv or a .parquet file")
+        raise DataError(f"data.path: {path}: a table is a .csv or a .parquet file, or a folder "
+                        "of x.npy and y.npy")
+    if options.target is None:
+        raise DataError(f"data.target: name the column of {path} to predict")
+    if options.stream:
+        raise DataError(f"data.stream: {path}: a CSV or Parquet file is read whole; save a "
+                        "table too large to hold as x.npy and y.npy in a folder")
     header, cells, where = read(path)
     inputs = options.inputs or [h for h in header if h != options.target]
     for name in [options.target, *inputs, *options.categorical]:
@@ -140,6 +160,10 @@ def load(options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
         else:
             features.append(numbers(name, cells[name], where, hint)[:, None])
     x = torch.from_numpy(np.concatenate(features, axis=1).astype(np.float32))
+    if options.stream is None and x.numel() * 4 > STREAM_BYTES:
+        raise DataError(f"{path}: {x.numel() * 4 / 2**30:.1f} GiB of features is more than a "
+                        "search holds in memory; save them as x.npy and y.npy in a folder, "
+                        "which the workers read memory-mapped")
 
     target = cells[options.target]
     task = options.task
@@ -176,6 +200,75 @@ def load(options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
     return splits, DataInfo(
         input_shape=(x.shape[1],), num_outputs=1 if task == "regression" else len(classes),
         task=task, classes=tuple(classes) if classes else None,
+        scaling=(tuple(mean.tolist()), tuple(std.tolist())), target_scaling=target_scaling)
+
+
+def load_arrays(path: Path, options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
+    """A table as a folder: x.npy (rows, features) of numbers, y.npy (rows,) class ids
+    (integers) or values to regress (floats; or as `task` says), optional classes.npy; streamed
+    (MappedArrays) when x.npy is over STREAM_BYTES or with `stream: true`."""
+    for key, why in (("target", "is y.npy"), ("inputs", "are x.npy's columns"),
+                     ("categorical", "must be one-hot in x.npy")):
+        if getattr(options, key):
+            raise DataError(f"data.{key}: {path} is a folder of arrays, whose {key} {why}")
+    arrays = Folder(path)
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(f"{path}: no {key}.npy (it holds: {', '.join(arrays.files)})")
+    x, y = arrays["x"], np.asarray(arrays["y"])
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: x.npy must be numbers of shape (rows, features); it is "
+                        f"{x.dtype} of shape {x.shape}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{path}: y.npy must be numbers of shape ({len(x)},); it is {y.dtype} "
+                        f"of shape {y.shape}")
+    if bad := first_not_finite(x):
+        (i, j), value = bad
+        raise DataError(f"{path}: x[{i}, {j}] is {value}: a table holds finite numbers")
+    task = options.task or ("regression" if np.issubdtype(y.dtype, np.floating)
+                            else "classification")
+    n = len(x)
+    rest, held = split_indices(n, options.test_fraction, options.split_seed)
+    fit_at, val_at = split_indices(len(rest), options.val_fraction, options.split_seed)
+    parts = {"train": rest[fit_at], "val": rest[val_at], "test": held}
+    if min(len(p) for p in parts.values()) < MIN_ROWS:
+        raise DataError(f"{path}: {n} rows are too few for splits of {options.val_fraction:g} "
+                        f"and {options.test_fraction:g} (each split needs {MIN_ROWS} rows)")
+    train = parts["train"].numpy()
+    classes, target_scaling = None, None
+    if task == "regression":
+        if bad := first_not_finite(y[:, None]):
+            raise DataError(f"{path}: y[{bad[0][0]}] is {bad[1]}: a target to regress is a "
+                            "finite number")
+        target_scaling = (float(y[train].mean()), float(y[train].std() or 1.0))
+    else:
+        if not np.issubdtype(y.dtype, np.integer) or y.min(initial=0) < 0:
+            raise DataError(f"{path}: y.npy must be class ids 0, 1, 2, ... to classify; it is "
+                            f"{y.dtype} from {y.min()} (or set data.task: regression)")
+        seen = set(np.unique(y[train]).tolist())
+        if len(seen) < 2:
+            raise DataError(f"{path}: y.npy holds one class in the training split; "
+                            "classification needs two or more")
+        unseen = sorted(set(np.unique(y).tolist()) - seen)
+        if unseen:
+            raise DataError(f"{path}: class {unseen[0]} of y.npy is in no row of the training "
+                            "split, so the model could never predict it: add rows of it, or "
+                            "change data.split_seed")
+        classes = class_names(path, arrays, int(y.max()) + 1)
+    mean, std = column_moments(x, train)
+    stream = options.stream if options.stream is not None else arrays.nbytes("x") > STREAM_BYTES
+    if stream:
+        whole = MappedArrays(str(path / "x.npy"), str(path / "y.npy"), None, torch.arange(n),
+                             regression=task == "regression")
+        splits = {name: whole.subset(index) for name, index in parts.items()}
+    else:
+        xs = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        ys = (torch.from_numpy(y.astype(np.float32))[:, None] if task == "regression"
+              else torch.from_numpy(y.astype(np.int64)))
+        splits = {name: (xs[index], ys[index]) for name, index in parts.items()}
+    outputs = 1 if task == "regression" else (len(classes) if classes else int(y.max()) + 1)
+    return splits, DataInfo(
+        input_shape=(x.shape[1],), num_outputs=outputs, task=task, classes=classes,
         scaling=(tuple(mean.tolist()), tuple(std.tolist())), target_scaling=target_scaling)
 
 

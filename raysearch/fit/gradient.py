@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from raysearch.data import DataInfo, Split
-from raysearch.data.base import ImageFiles
+from raysearch.data.arrays import STREAMED
 from raysearch.fit import TrialContext
 from raysearch.metrics import (
     all_reduce_sum,
@@ -67,22 +67,30 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     return padded.flatten(2).gather(2, index.flatten(2)).view_as(x)
 
 
-def image_loader(files: ImageFiles, batch: int, sampler, processes: int,
-                 device: torch.device) -> DataLoader:
-    """Batches of uint8 images as drawn by `sampler`, decoded by `processes` more processes
-    (0: this one), which stay up from one pass over the files to the next."""
+def image_loader(files, batch: int, sampler, processes: int, device: torch.device
+                 ) -> DataLoader:
+    """Batches of a streamed split (ImageFiles: uint8 images; MappedArrays: rows of
+    memory-mapped arrays) as drawn by `sampler`, read by `processes` more processes (0: this
+    one), which stay up from one pass over the files to the next."""
     return DataLoader(files, batch_size=batch, sampler=sampler, num_workers=processes,
                       pin_memory=device.type == "cuda", persistent_workers=processes > 0)
 
 
 @torch.no_grad()
-def streamed_sums(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
-    """classification_sums over the batches of a streamed split."""
-    sums = torch.zeros(3, device=device)
+def streamed_sums(model: nn.Module, loader: DataLoader, device: torch.device,
+                  regression: bool = False) -> torch.Tensor:
+    """classification_sums (regression_sums) over the batches of a streamed split."""
+    sums_of = regression_sums if regression else classification_sums
     normalize = loader.dataset.normalizer(device)
-    for images, labels in loader:
-        sums += classification_sums(model, normalize(images.to(device)), labels.to(device))
-    return sums
+    parts = [sums_of(model, normalize(x.to(device)), y.to(device)) for x, y in loader]
+    if not parts:  # this rank's share of the split is empty
+        return torch.zeros(5, dtype=torch.float64, device=device) if regression else torch.zeros(
+            3, device=device)
+    return torch.stack(parts).sum(0)
+
+
+def streamed_metrics(sums: torch.Tensor, split: str, regression: bool) -> dict[str, float]:
+    return (regression_metrics if regression else classification_metrics)(sums, split)
 
 
 def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
@@ -97,7 +105,8 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     # fp32 on an H100 (DESIGN.md, measured anchors).
     fast = device.type == "cuda" and len(info.input_shape) == 3
     layout = torch.channels_last if fast else torch.contiguous_format
-    streamed = isinstance(splits["train"], ImageFiles)
+    streamed = isinstance(splits["train"], STREAMED)
+    regression = info.task == "regression"
     if streamed:
         # DistributedSampler's drop_last gives every rank the same number of steps
         sampler = DistributedSampler(splits["train"], num_replicas=world, rank=rank,
@@ -137,19 +146,19 @@ def fit_gradient(model: nn.Module, hp, splits: dict[str, Split], info: DataInfo,
     spread = info.target_scaling[1] ** 2 if info.target_scaling else 1.0
 
     def loss_of(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if forecasting or info.task == "regression":
+        if forecasting or regression:
             return F.mse_loss(output, target) / spread
         return F.cross_entropy(output, target, label_smoothing=hp.label_smoothing)
 
     def val_metrics() -> dict[str, float]:
         if streamed:
-            sums = streamed_sums(model, val_loader, device)
-            return classification_metrics(all_reduce_sum(sums), "val")
+            sums = streamed_sums(model, val_loader, device, regression)
+            return streamed_metrics(all_reduce_sum(sums), "val", regression)
         if forecasting:
             lo, hi = stretch(0, len(u_val), rank, world)
             return forecast_metrics(
                 all_reduce_sum(forecast_sums(model, u_val, y_val, lo, hi, hp.window)), "val")
-        if info.task == "regression":
+        if regression:
             sums = regression_sums(model, u_val[rank::world], y_val[rank::world])
             return regression_metrics(all_reduce_sum(sums), "val")
         sums = classification_sums(model, u_val[rank::world], y_val[rank::world])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from raysearch.data import DataInfo, Split
+from raysearch.data.arrays import MappedArrays
 from raysearch.fit import TrialContext
 from raysearch.metrics import (
     all_reduce_sum,
@@ -33,12 +34,13 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, trial: T
     checkpoint holds the reservoir that scored best.
     """
     rank, world, device = trial.rank, trial.world, trial.device
+    if isinstance(splits["train"], MappedArrays):
+        return fit_streamed(model, hp, splits, info, trial, state)
     x, y = (t.to(device) for t in splits["train"])
     x_val, y_val = (t.to(device) for t in splits["val"])
     chunks = min(hp.chunks or trial.epochs, trial.epochs, len(x))
     o = info.num_outputs
-    models = [model, *(ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device)
-                       for i in range(1, hp.seeds))]
+    models = reservoirs(model, hp, device)
     if hp.center:  # before the ranks take their shares: every rank sees the same mean
         for m in models:
             m.center_on(x)
@@ -71,6 +73,52 @@ def fit_ridge(model: ESN, hp, splits: dict[str, Split], info: DataInfo, trial: T
             return classification_metrics(
                 all_reduce_sum(classification_sums(m, x_val, y_val)), "val")
 
+    return solve(models, hp, info, trial, state, chunks, chunk, val_metrics)
+
+
+def reservoirs(model: ESN, hp, device: torch.device) -> list[ESN]:
+    """The trial's `seeds` reservoirs: `model` and those of the next seeds."""
+    return [model, *(ESN(**{**model.kwargs, "seed": hp.seed + i}).to(device)
+                     for i in range(1, hp.seeds))]
+
+
+def fit_streamed(model: ESN, hp, splits: dict, info: DataInfo, trial: TrialContext,
+                 state: dict[str, Any] | None) -> str | None:
+    """fit_ridge on a classification set read from memory-mapped files (MappedArrays): a
+    chunk of this rank's share of the sequences at a time, never the whole split."""
+    rank, world, device = trial.rank, trial.world, trial.device
+    train, val = splits["train"], splits["val"]
+    chunks = min(hp.chunks or trial.epochs, trial.epochs, len(train))
+    models = reservoirs(model, hp, device)
+    if hp.center:  # the mean of every valid step of the training split, as center_on takes it
+        total, count = 0.0, 0
+        for x, _ in train.batches():
+            steps = x.reshape(-1, x.shape[-1])
+            steps = steps[~torch.isnan(steps).any(dim=1)].double()
+            total, count = total + steps.sum(0), count + len(steps)
+        for m in models:
+            m.input_center.copy_(total / count)
+    mine = train.subset(torch.arange(rank, len(train), world))
+    val = val.subset(torch.arange(rank, len(val), world))
+    bounds = [len(mine) * k // chunks for k in range(chunks + 1)]
+
+    def chunk(m: ESN, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = mine.rows(mine.index[bounds[k]:bounds[k + 1]])
+        return m.features(x.to(device)), F.one_hot(y.to(device), info.num_outputs).float()
+
+    def val_metrics(m: ESN) -> dict[str, float]:
+        sums = sum((classification_sums(m, x.to(device), y.to(device)) for x, y in val.batches()),
+                   torch.zeros(3, device=device))
+        return classification_metrics(all_reduce_sum(sums), "val")
+
+    return solve(models, hp, info, trial, state, chunks, chunk, val_metrics)
+
+
+def solve(models: list[ESN], hp, info: DataInfo, trial: TrialContext,
+          state: dict[str, Any] | None, chunks: int, chunk, val_metrics) -> str | None:
+    """Chunk after chunk: every reservoir's sums of this rank's `chunk(m, k)` (features,
+    targets), all-reduced, its readout solved, `val_metrics(m)` scored, the epoch reported."""
+    model, device, o = models[0], trial.device, info.num_outputs
     d = model.state_size + 1
     size = d * d + d * o + o + 1  # X^T X, X^T Y, sum Y^2 and the count of one reservoir
     # every reservoir's sums, flat: the one tensor that is all-reduced
