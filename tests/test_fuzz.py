@@ -232,3 +232,14 @@ def test_a_table_file_loads_or_says_why(case, tmp_path_factory):
     path = tmp_path_factory.mktemp("t") / "table.csv"
     path.write_text(text)
     loads_or_says_why("table", path, options)
+
+
+@FUZZ
+@given(content=st.dictionaries(st.sampled_from(["x", "y", "classes", "other"]), arrays,
+                               max_size=4),
+       task=st.sampled_from([None, "classification", "regression"]))
+def test_a_table_folder_loads_or_says_why(content, task, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("f")
+    for name, array in content.items():
+        np.save(folder / f"{name}.npy", array)
+    loads_or_says_why("table", folder, {"task": task} if task else {})
