@@ -126,11 +126,12 @@ def tune(
             *([f"--storage={storage}"] if storage else []),
             *(["--verbose"] if verbose else [])])
         return
-    from raysearch import search
+    from raysearch import search, study
     from raysearch.data import DataError
 
     try:  # before anything starts: bad data (a user's file) is one line, nothing is written
         data = search.inputs(spec)
+        study_url = study.storage_url(spec, root)
     except (DataError, SpecError) as e:
         fail(str(e))
     fail_fast()
@@ -158,7 +159,8 @@ def tune(
                       if _ray.joined_cluster() else "")
             links.append(f"Ray dashboard: http://{context.dashboard_url}{joined}")
     links += [f"MLflow: {uri}   (open it: mlflow ui --backend-store-uri {uri})",
-              f"TensorBoard: tensorboard --logdir {root}/{spec.name}"]
+              f"TensorBoard: tensorboard --logdir {root}/{spec.name}",
+              f"Optuna dashboard: {study.dashboard_command(study_url)}"]
     live = console.is_terminal and not verbose
     if not live:
         for link in links:
@@ -176,7 +178,7 @@ def tune(
         again = f"raysearch tune --resume {spec.name}" + (f" --storage {root}" if storage else "")
         typer.echo(f"interrupted; finished trials are kept. Go on with: {again}", err=True)
         raise typer.Exit(130) from None
-    show(outcome, spec.objective.mode)
+    show(outcome, spec)
     if started_here:
         shut_down(ray)
     if outcome.best is None and outcome.errors:
@@ -276,14 +278,19 @@ def check_tracking(uri: str) -> None:
         fail(f"cannot reach the MLflow tracking store {uri}: {str(e).splitlines()[0]}")
 
 
-def show(outcome, mode: str) -> None:
+def show(outcome, spec) -> None:
     from raysearch.costs import COST_METRICS
     from raysearch.job import TrialState
 
+    mode = spec.objective.mode
     console.rule(f"search {outcome.name}")
     console.print(f"trials: {outcome.count(TrialState.COMPLETED)} completed, "
                   f"{outcome.count(TrialState.STOPPED_EARLY)} stopped early, "
                   f"{outcome.count(TrialState.FAILED)} failed")
+    if outcome.budget_ended:
+        console.print(f"the time budget ended the search: {len(outcome.states)} of "
+                      f"{spec.search.trials} trials ran (search.time_budget_s = "
+                      f"{spec.search.time_budget_s:g} s)", highlight=False)
     for trial_id, reason in outcome.errors.items():
         console.print(f"[red]failed[/] trial {trial_id}: {reason}", highlight=False)
     best = outcome.best

@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from raysearch.job import End, Event, Job, Verdict
+from raysearch.job import TIME_LIMITED, End, Event, Job, Verdict
 
 SETTLE_S = 10.0  # how long the ranks of a failing trial wait for each other before giving up
 REPORT_WAIT_S = 1800.0  # how long ranks wait for rank 0's report of an epoch (its checkpoint)
@@ -53,10 +53,13 @@ class _Pool:
 
 @ray.remote(num_cpus=0)
 class Dispatcher:
-    def __init__(self, max_failures: int, decision_wait_s: float = 60.0) -> None:
-        """Create with `max_concurrency` above every rank's one waiting call (search.py)."""
+    def __init__(self, max_failures: int, decision_wait_s: float = 60.0,
+                 max_trial_s: float | None = None) -> None:
+        """Create with `max_concurrency` above every rank's one waiting call (search.py).
+        `max_trial_s`: scheduler.max_trial_s, checked against rank 0's `trial_s`."""
         self.max_failures = max_failures
         self.decision_wait_s = decision_wait_s  # past this a rung's epoch goes on undecided
+        self.max_trial_s = max_trial_s
         self.queue: deque[Job] = deque()
         self.trials: dict[str, _Trial] = {}
         self.pools: dict[str, _Pool] = {}
@@ -189,7 +192,13 @@ class Dispatcher:
         async with self.changed:
             trial = self.trials[trial_id]
             trial.reported.add(result["epoch"])
-            trial.events.append(Event(result={**result, "restarts": trial.job.restarts}))
+            result = {**result, "restarts": trial.job.restarts}
+            if self.max_trial_s is not None and result.get("trial_s", 0.0) > self.max_trial_s:
+                # past its time: every rank stops after this epoch, as at a scheduler's stop,
+                # and Tune hears why (tracking.MLflowTrials counts it as stopped early)
+                trial.posted[result["epoch"]] = True
+                result[TIME_LIMITED] = True
+            trial.events.append(Event(result=result))
             self.changed.notify_all()
 
     async def decide(self, trial_id: str, epoch: int, rung: bool) -> Verdict:

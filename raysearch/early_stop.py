@@ -16,11 +16,12 @@ class PostingASHA(ASHAScheduler):
     """Ray's ASHA, unchanged, that also posts every decision to a `Dispatcher`."""
 
     def __init__(self, dispatcher: "ray.actor.ActorHandle", time_attr: str, max_t: int,
-                 **kwargs) -> None:
+                 stopped_early: set[str], **kwargs) -> None:
         super().__init__(time_attr=time_attr, max_t=max_t, **kwargs)
         self.dispatcher, self.time_attr, self.max_t = dispatcher, time_attr, max_t
-        # Tune marks every stopped trial done, at max_t too; this tells the two apart.
-        self.stopped_early: set[str] = set()
+        # Tune marks every stopped trial done, at max_t too; this tells the two apart (the
+        # search's one set: a trial past scheduler.max_trial_s joins it too, tracking.py).
+        self.stopped_early = stopped_early
 
     def __getstate__(self) -> dict:
         # Tune pickles its scheduler into the experiment's state, and a resumed search unpickles

@@ -25,6 +25,9 @@ class TrialState(str, Enum):
 
 
 ENDED = (TrialState.COMPLETED, TrialState.STOPPED_EARLY, TrialState.FAILED)
+# a result's key, true in the result of the epoch after which a trial's pool stopped it for
+# running past scheduler.max_trial_s (dispatch.py): stopped early, as by the scheduler
+TIME_LIMITED = "time_limited"
 
 
 @dataclass(frozen=True)

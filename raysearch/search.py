@@ -17,9 +17,8 @@ from mlflow import MlflowClient
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
-from raysearch import _ray, report, resume, tracking
+from raysearch import _ray, report, resume, study, tracking
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.diagnostics import diagnose
@@ -35,6 +34,7 @@ from raysearch.spec import CategoricalParam, Spec, SpecError
 from raysearch.storage import filesystem, first_line, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
+from raysearch.study import StudySearch
 from raysearch.trial import trainable
 from raysearch.trial_checkpoints import TrialCheckpoints
 
@@ -63,6 +63,7 @@ class Outcome:
     parent_run_id: str = ""
     max_concurrent: int = 1
     report: str | None = None  # the report page's path in the storage
+    budget_ended: bool = False  # search.time_budget_s passed before every trial had started
 
     def count(self, state: TrialState | str) -> int:
         return sum(1 for s in self.states.values() if s == state)
@@ -120,23 +121,33 @@ def concurrency(spec: Spec) -> int:
     return max(1, min([spec.search.max_concurrent, *fits]))
 
 
-def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle") -> TrialScheduler:
+def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle",
+                   stopped_early: set[str]) -> TrialScheduler:
+    """`stopped_early`: the search's set of trials stopped before max_t, which ASHA adds to."""
     sch = spec.scheduler
     if sch.type == "none":
         return FIFOScheduler()
     # Epochs, not Tune's count of reports: a resumed trial's count starts again at 1.
     return PostingASHA(dispatcher, time_attr="epoch", max_t=sch.max_t,
-                       grace_period=sch.grace_period, reduction_factor=sch.reduction_factor)
+                       stopped_early=stopped_early, grace_period=sch.grace_period,
+                       reduction_factor=sch.reduction_factor)
+
+
+def make_searcher(spec: Spec, storage: str, stopped_early: set[str], resuming: bool
+                  ) -> StudySearch:
+    """Optuna, with the search's own study (study.py); `stopped_early`: make_scheduler's set."""
+    return StudySearch(study.storage_url(spec, storage), spec.name, stopped_early,
+                       fresh=not resuming, budget_s=spec.search.time_budget_s,
+                       space=DefineByRun(spec), metric=spec.objective.metric,
+                       mode=spec.objective.mode, sampler=make_sampler(spec))
 
 
 def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
-                max_concurrent: int, scheduler: TrialScheduler, callbacks: list[tune.Callback],
-                resuming: bool = False, verbose: bool = False) -> tune.Tuner:
+                max_concurrent: int, scheduler: TrialScheduler, searcher: StudySearch,
+                callbacks: list[tune.Callback], resuming: bool = False, verbose: bool = False
+                ) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
-    searcher = ConcurrencyLimiter(
-        OptunaSearch(space=DefineByRun(spec), metric=metric, mode=mode,
-                     sampler=make_sampler(spec)),
-        max_concurrent=max_concurrent)
+    searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     tune_config = tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
         num_samples=spec.search.trials,
@@ -227,7 +238,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     # every rank of every pool keeps a call waiting in the dispatcher, and every trial one
     waiting = slots * spec.resources.workers + slots
     dispatcher = Dispatcher.options(max_concurrency=max(1000, 4 * waiting)).remote(
-        spec.resources.max_failures)
+        spec.resources.max_failures, max_trial_s=spec.scheduler.max_trial_s)
     # The pools start first: their workers take seconds to come up, while MLflow and Tune
     # get ready.
     pools = Pools(setup, dispatcher, slots, spec.search.trials)
@@ -262,9 +273,10 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             origin.overrides, origin.flags, tracking_uri, experiment_id, parent))
     reported = (*DATASETS[spec.data.name].metrics(spec.tasks()), "train_loss", "epoch", "epoch_s",
                 *COST_METRICS)
-    scheduler = make_scheduler(spec, dispatcher)
+    stopped_early: set[str] = set()
+    scheduler = make_scheduler(spec, dispatcher, stopped_early)
     trials_cb = tracking.MLflowTrials(
-        client, experiment_id, parent, reported, getattr(scheduler, "stopped_early", ()),
+        client, experiment_id, parent, reported, stopped_early,
         history=lambda trial_id: TrialCheckpoints(setup.trial_dir(trial_id), metric,
                                                   mode).history())
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
@@ -274,7 +286,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     # last line, rather than Tune printing every traceback into the live view.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     shown = [progress(trials_cb.states)] if progress else []
-    tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler,
+    searcher = make_searcher(spec, storage, stopped_early, resuming)
+    tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
                         [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
                         verbose)
     outbox = trials_cb.outbox
@@ -287,7 +300,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         raise
     # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
     # only fewer trials than asked for.
-    interrupted = bool(trials_cb.unfinished) or len(results) < spec.search.trials
+    interrupted = bool(trials_cb.unfinished) or (len(results) < spec.search.trials
+                                                 and not searcher.budget_ended)
     pools.stop(now=interrupted)
     if interrupted:
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
@@ -296,7 +310,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
 
     best = best_of(results, metric, mode, storage)
     outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
-                      parent_run_id=parent, max_concurrent=max_concurrent)
+                      parent_run_id=parent, max_concurrent=max_concurrent,
+                      budget_ended=searcher.budget_ended)
     # Every trial's results reach MLflow before the champion is chosen there; a server that
     # is away is waited for, within a bound, rather than the champion dropped.
     wait_s = float(os.environ.get("RAYSEARCH_TRACKING_WAIT_S", TRACKING_WAIT_S))

@@ -116,6 +116,12 @@ class Search(_Strict):
     sampler: Literal["tpe", "random", "cmaes", "gp", "qmc"] = "tpe"
     seed: int | None = 0
     max_concurrent: int = Field(1, ge=1)
+    # the Optuna study's SQL storage (optuna-dashboard reads it); default: an SQLite file in
+    # <--storage>/<name>/optuna.db, which a bucket storage cannot hold
+    storage: str | None = None
+    # seconds from the search's start (a resumed one's: from its resume) after which no trial
+    # starts; the running ones finish and the best found is promoted as usual
+    time_budget_s: float | None = Field(None, gt=0)
 
 
 class Scheduler(_Strict):
@@ -123,6 +129,9 @@ class Scheduler(_Strict):
     max_t: int = Field(10, ge=1)  # epochs (ASHA iterations) of a trial that is never stopped
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
+    # a trial is stopped (as ASHA stops one) at its first epoch report past this many seconds
+    # of its own (its `trial_s`, from its start in a pool)
+    max_trial_s: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def check_grace(self) -> "Scheduler":

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 
 from raysearch import checkpoint, serving
-from raysearch.job import ENDED, TrialState
+from raysearch.job import ENDED, TIME_LIMITED, TrialState
 from raysearch.outbox import Outbox
 from raysearch.resume import home
 from raysearch.storage import first_line
@@ -97,12 +97,13 @@ class MLflowTrials(tune.Callback):
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
-                 metrics: tuple[str, ...], stopped_early: Collection[str] = (),
+                 metrics: tuple[str, ...], stopped_early: set[str] | None = None,
                  outbox: Outbox | None = None,
                  history: Callable[[str], tuple[list[dict], bool]] = lambda t: ([], False)):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
-        self.stopped_early = stopped_early  # trial ids the scheduler stopped before max_t
+        # trial ids stopped before max_t: by the scheduler (its set), or past max_trial_s
+        self.stopped_early = stopped_early if stopped_early is not None else set()
         self.history = history
         self.settled = False
         self.outbox = outbox or Outbox(client.tracking_uri)
@@ -178,6 +179,8 @@ class MLflowTrials(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
+        if result.get(TIME_LIMITED):  # stopped by its pool past scheduler.max_trial_s
+            self.stopped_early.add(trial.trial_id)
         sent = self.sent.setdefault(trial.trial_id, set())
         epoch = int(result["epoch"])
         values = {k: result[k] for k in self.metrics if isinstance(result.get(k), (int, float))

@@ -197,6 +197,29 @@ def mlflow_models_serve(model_uri: str, tracking_uri: str) -> Iterator[str]:
         stop_process_group(server)
 
 
+@contextlib.contextmanager
+def optuna_dashboard(storage_url: str) -> Iterator[str]:
+    """The `optuna-dashboard STORAGE_URL` a search prints, on 127.0.0.1; its base URL once its
+    API answers. Stopped at the end."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), storage_url, "--host",
+         "127.0.0.1", "--port", str(port), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/api/meta", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                assert server.poll() is None and time.time() < deadline, "no optuna-dashboard"
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(server)
+
+
 def diagnostics(tracking_uri: str, run_id: str) -> dict[str, bytes]:
     """The files in a run's `diagnostics/` artifacts, by name; PNGs checked to decode."""
     import io

@@ -54,6 +54,8 @@ def test_cloud_clusters_scale_gpus_from_zero_and_are_locked_down(name):
     # checkpoints go to a bucket every node reaches, not to the head's disk
     bucket = {"aws": "RAYSEARCH_STORAGE=s3://", "gcp": "RAYSEARCH_STORAGE=gs://"}
     assert bucket[config["provider"]["type"]] in head
+    # and the searches' Optuna studies to a database on the head, where the searches run
+    assert "RAYSEARCH_STUDY_STORAGE=sqlite:///$HOME/optuna/studies.db" in head
     # the Ray on the nodes is the one this project pins
     assert any("requirements-ci.txt" in c for c in config["setup_commands"])
     if config["provider"]["type"] == "aws":

@@ -5,6 +5,7 @@ import os
 import signal
 from pathlib import Path
 
+import optuna
 import ray
 from helpers import (
     assert_nothing_left_running,
@@ -16,18 +17,16 @@ from helpers import (
 )
 from mlflow import MlflowClient
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 from ray.util.state import list_actors
 
 from raysearch import search, tracking
 from raysearch.spec import load_spec
 
 
-def optuna_states(folder: Path) -> list[str]:
-    """What Optuna was told of each trial, from the searcher state Tune saved."""
-    searcher = OptunaSearch()
-    searcher.restore_from_dir(str(folder))
-    return sorted(t.state.name for t in searcher._ot_study.trials)
+def optuna_states(storage: Path, name: str) -> list[str]:
+    """What Optuna was told of each trial: the search's study, where it keeps it."""
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage / name}/optuna.db")
+    return sorted(t.state.name for t in study.trials)
 
 
 DIVERGING = """\
@@ -70,7 +69,7 @@ def test_a_search_whose_trials_all_diverge_exits_1_with_the_first_reason(
         assert r.data.tags[tracking.ERROR_TAG] == "Diverged: train_loss is nan at epoch 1"
         assert client.get_metric_history(r.info.run_id, "val_accuracy") == []
         assert [a.path for a in client.list_artifacts(r.info.run_id)] == ["error.txt"]
-    assert optuna_states(storage / "diverging") == ["FAIL"]
+    assert optuna_states(storage, "diverging") == ["FAIL"]
     assert client.search_registered_models("name = 'diverging'") == []
     assert_nothing_left_running()
 
@@ -142,7 +141,7 @@ def test_a_trial_that_raises_fails_with_its_last_line_and_the_search_goes_on(
         assert r.data.tags[tracking.ERROR_TAG] == reason
         assert outcome.errors[r.data.tags[tracking.TRIAL_TAG]] == reason
     assert all(r.data.params["washout"] == "20" for r in completed)
-    assert optuna_states(storage / "raising") == sorted(
+    assert optuna_states(storage, "raising") == sorted(
         ["FAIL"] * len(failed) + ["COMPLETE"] * len(completed))
     assert client.get_model_version_by_alias("raising", "champion")
     assert_nothing_left_running()

@@ -230,8 +230,11 @@ def test_gpu_trials_scale_fake_gpu_nodes_up_and_down_and_checkpoint_to_a_bucket(
     spec = tmp_path / "space.yaml"
     spec.write_text(textwrap.dedent(SPACE).format(name="fakegpu", trials=1, gpus=1))
     # a driver on the head, as after `ray attach cluster.yaml`
+    # the search's Optuna study in a database the team reaches (here, one every fake node
+    # shares the disk of): a bucket holds no SQLite file
     run = cli("tune", "--space", str(spec), "--tracking-uri", cluster.mlflow,
               "--storage", "s3://runs/results",
+              f"--set=search.storage=sqlite:///{tmp_path / 'optuna.db'}",
               only_env=cluster.env(RAY_ADDRESS=cluster.gcs, RAY_AUTH_MODE="token",
                                    RAY_API_SERVER_ADDRESS=cluster.dashboard, **s3))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -54,7 +54,8 @@ def test_a_search_outside_a_terminal_prints_a_line_per_trial_event_and_no_librar
     assert "Traceback" not in output and "core_worker.cc" not in output, output
     for noise in ("Check failed", "bug in Ray", "ExperimentalWarning", "A new study created",
                   "Creating initial MLflow database tables", "Token authentication",
-                  "Started a local Ray instance", "Trial status", "╭"):
+                  "Started a local Ray instance", "Trial status", "╭", "Received additional",
+                  "is already reported"):
         assert noise not in output, noise
     trials = trial_runs(searches["uri"], NAME)
     assert len(trials) == 6
@@ -74,6 +75,8 @@ def test_a_search_outside_a_terminal_prints_a_line_per_trial_event_and_no_librar
         assert ended[0].startswith(f"trial {trial_id} {expected}: val_nrmse "), ended[0]
     assert re.search(r"6/6 trials done, best val_nrmse \S+ \(trial \w+\)", output)
     assert f"TensorBoard: tensorboard --logdir {searches['storage']}/{NAME}" in output
+    assert (f"Optuna dashboard: optuna-dashboard sqlite:///{searches['storage']}/{NAME}/"
+            "optuna.db") in output
     assert "registered: esn-mackey-glass version 1 (now champion)" in output
     assert f"report: {searches['storage']}/{NAME}/report/report.html" in output
 

@@ -9,6 +9,8 @@ import sys
 import time
 
 import helpers
+import optuna
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -59,6 +61,30 @@ def history(client: MlflowClient, run) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
 
 
+def agree_with_the_study(client: MlflowClient, storage: str, at_least: int,
+                         discarded: int | None = None) -> None:
+    """The search's Optuna study (optuna.load_study on the storage it printed) holds each
+    completed run's trial, COMPLETE with the value and epochs the run logged; with
+    `discarded`, exactly the runs' trials and that many FAIL ones (asked just before a kill,
+    never saved by Tune)."""
+    study = optuna.load_study(study_name="resumable",
+                              storage=f"sqlite:///{storage}/resumable/optuna.db")
+    completed = [run for run in trial_runs(client).values()
+                 if run.data.tags.get(tracking.STATE_TAG) == "completed"]
+    assert len(completed) >= at_least
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == len(completed)
+    for run in completed:
+        (trial,) = [t for t in done
+                    if t.params["lr"] == pytest.approx(float(run.data.params["lr"]))]
+        assert sorted(trial.intermediate_values.items()) == history(client, run)
+        assert trial.value == history(client, run)[-1][1]
+    if discarded is not None:
+        states = [t.state for t in study.trials]
+        assert states.count(optuna.trial.TrialState.FAIL) == discarded
+        assert len(states) == len(completed) + discarded
+
+
 def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_path,
                                                              tracking_uri, write_spec):
     space = write_spec(SPACE)
@@ -83,6 +109,8 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
               if run.data.tags.get(tracking.STATE_TAG) == "completed"}
     second.send_signal(signal.SIGKILL)
     second.communicate(timeout=60)
+    # the study holds every trial that finished, as its run does, whatever the kill cut short
+    agree_with_the_study(client, storage, at_least=len(before))
 
     third = start("--resume", "resumable", "--storage", storage, env=env)
     out, err = third.communicate(timeout=600)
@@ -106,6 +134,8 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
             assert history(client, run) == before[trial]
     # Optuna went on from its saved state: four trials, four different suggestions
     assert len({run.data.params["lr"] for run in runs.values()}) == 4
+    # and its Optuna study agrees: the same four trials, none counted twice, none lost
+    agree_with_the_study(client, storage, at_least=4, discarded=len(discarded))
     experiment = client.get_experiment_by_name("resumable")
     parents = client.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -4,6 +4,7 @@ a real SQLite MLflow store, the registry and `raysearch pull`."""
 
 import mlflow
 import numpy as np
+import optuna
 import pytest
 import requests
 import torch
@@ -14,6 +15,7 @@ from helpers import (
     cli_here,
     diagnostics,
     mlflow_models_serve,
+    optuna_dashboard,
     own_tracebacks,
     train_runs_started,
 )
@@ -78,6 +80,28 @@ def test_digits_search_from_the_command_line(ray_cluster, tmp_path, tracking_uri
         assert costs["params_trainable"] == costs["params_total"]  # a CNN trains every weight
         # peak_memory_mb is RSS growth on a CPU: a warm pool's process may reuse memory, so 0
         # is a fair reading here (test_costs.py measures it)
+    # the search's Optuna study, where the command said: each trial with what its run
+    # logged, a trial ASHA stopped PRUNED as a pruner's would be; optuna-dashboard serves it
+    url = f"sqlite:///{tmp_path / 'results' / 'digits-e2e' / 'optuna.db'}"
+    assert f"Optuna dashboard: optuna-dashboard {url}" in run.stdout
+    study = optuna.load_study(study_name="digits-e2e", storage=url)
+    assert len(study.trials) == 4
+    for child in children:
+        (trial,) = [t for t in study.trials
+                    if t.params["lr"] == pytest.approx(float(child.data.params["lr"]))]
+        history = client.get_metric_history(child.info.run_id, "val_accuracy")
+        assert trial.intermediate_values == {m.step: m.value for m in history}
+        if child.data.tags[tracking.STATE_TAG] == "stopped_early":
+            assert trial.state == optuna.trial.TrialState.PRUNED
+        else:
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            assert trial.value == max(history, key=lambda m: m.step).value
+    with optuna_dashboard(url) as dashboard:
+        (listed,) = requests.get(f"{dashboard}/api/studies", timeout=30).json()["study_summaries"]
+        assert listed["study_name"] == "digits-e2e"
+        shown = requests.get(f"{dashboard}/api/studies/{listed['study_id']}", timeout=30).json()
+        assert len(shown["trials"]) == 4
+
     assert [a.path for a in client.list_artifacts(parent.info.run_id)] == [
         "diagnostics", "report", "search.json", "space.yaml"]
     # the champion's confusion matrix and per-class scores on the test split, beside the
@@ -257,3 +281,38 @@ def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(default_sear
     assert len(seen) > 5  # GCS, raylet, dashboard, its agents, workers
     outward = {a: name for a, name in seen.items() if not a.startswith("127.")}
     assert list(outward.values()) == ["ray::RayTrainWorker"]  # the warm pool's rendezvous
+
+
+BUDGETED = """\
+    name: budgeted
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 20, sampler: tpe, seed: 0, max_concurrent: 1, time_budget_s: 5}
+    scheduler: {type: none, max_t: 200, max_trial_s: 3}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: float, low: 1e-3, high: 1e-2, log: true}
+    fixed: {channels: 4, optimizer: adam}
+"""
+
+
+def test_time_budgets_end_a_trial_and_the_search_and_the_best_is_promoted(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    """The first trial starts within the search's 5 s and runs past them (its pool alone takes
+    longer to start): no trial starts after it. It is stopped at its first epoch past 3 s of
+    its own, long before its 200 epochs, and is promoted all the same."""
+    outcome = search.run(load_spec(write_spec(BUDGETED)), tracking_uri, str(tmp_path / "results"))
+    assert outcome.budget_ended and len(outcome.states) == 1
+    assert outcome.count("stopped_early") == 1
+    assert outcome.promotion.champion
+    client = MlflowClient(tracking_uri)
+    (run,) = child_runs(client, outcome)
+    assert run.data.tags[tracking.STATE_TAG] == "stopped_early"
+    trial_s = client.get_metric_history(run.info.run_id, "trial_s")
+    assert 3 < max(m.value for m in trial_s) and len(trial_s) < 200
+    assert sorted(m.value > 3 for m in trial_s) == [False] * (len(trial_s) - 1) + [True]
+    study = optuna.load_study(study_name="budgeted",
+                              storage=f"sqlite:///{tmp_path / 'results'}/budgeted/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED]
+    assert_nothing_left_running()

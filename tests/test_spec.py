@@ -354,3 +354,17 @@ def test_resolve_space_lists_the_ready_ones(spaces):
     with pytest.raises(SpecError, match=r"^nosuch: no such file, nor a ready search space "
                                         r"\(ready: cnn, esn\)$"):
         resolve_space("nosuch")
+
+
+def test_a_search_on_a_bucket_keeps_its_study_in_a_database_it_is_given(tmp_path, monkeypatch):
+    from raysearch.study import storage_url
+
+    spec = load_spec(write(tmp_path, ESN))
+    assert storage_url(spec, "/runs") == f"sqlite:////runs/{spec.name}/optuna.db"
+    monkeypatch.delenv("RAYSEARCH_STUDY_STORAGE", raising=False)
+    with pytest.raises(SpecError, match="search.storage: --storage s3://b/r is a bucket"):
+        storage_url(spec, "s3://b/r")
+    monkeypatch.setenv("RAYSEARCH_STUDY_STORAGE", "sqlite:////head/studies.db")  # cluster.yaml
+    assert storage_url(spec, "s3://b/r") == "sqlite:////head/studies.db"
+    given = load_spec(write(tmp_path, ESN), ["search.storage=postgresql://db/team"])
+    assert storage_url(given, "s3://b/r") == "postgresql://db/team"

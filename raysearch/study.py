@@ -1,0 +1,111 @@
+"""The search's Optuna study in an SQL storage, named after the search, so `optuna-dashboard`
+shows it live and `optuna.load_study` reads it: by default `sqlite:///<storage>/<name>/optuna.db`
+beside the search's results; `search.storage` (or RAYSEARCH_STUDY_STORAGE) names a database
+instead, one of them required when the storage is a bucket, where SQLite cannot live.
+
+Tune's OptunaSearch tells the study what Tune says of a trial; StudySearch makes the study say
+what raysearch means: a trial ASHA stopped is PRUNED (as an Optuna pruner's), the intermediate
+values are per epoch (Tune counts reports, and a resumed trial reports its replayed epochs
+again), and on resume a trial the study holds as RUNNING that Tune never saved (started in the
+second before a kill) is FAIL, as its MLflow run is `discarded`. It also keeps the search's
+time budget: past `search.time_budget_s` it proposes no more trials.
+"""
+
+import os
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from raysearch.job import TIME_LIMITED
+from raysearch.spec import Spec, SpecError
+
+
+def storage_url(spec: Spec, storage: str) -> str:
+    """Where the search's study lives: `search.storage`, else RAYSEARCH_STUDY_STORAGE (a
+    cluster's database, which cluster.yaml sets on the head, where searches run), else SQLite
+    beside a local storage."""
+    if spec.search.storage:
+        return spec.search.storage
+    if os.environ.get("RAYSEARCH_STUDY_STORAGE"):
+        return os.environ["RAYSEARCH_STUDY_STORAGE"]
+    if "://" in storage:
+        raise SpecError(f"{spec.source}: search.storage: --storage {storage} is a bucket, where "
+                        "the search's Optuna study cannot be an SQLite file: give an SQL "
+                        "database the search reaches (postgresql://..., sqlite:///PATH on the "
+                        "machine it runs on), or set RAYSEARCH_STUDY_STORAGE")
+    return f"sqlite:///{Path(storage) / spec.name / 'optuna.db'}"
+
+
+def dashboard_command(url: str) -> str:
+    return f"optuna-dashboard {url}"
+
+
+class StudySearch(OptunaSearch):
+    """OptunaSearch whose study is the search's own, in `url` under the search's name.
+    `stopped_early`: the trial ids stopped before max_t (the scheduler's, and those past
+    scheduler.max_trial_s);
+    `fresh`: a new search, whose study replaces one of the same name (as its Tune experiment
+    and its resume state do), rather than a resumed one."""
+
+    def __init__(self, url: str, name: str, stopped_early: Collection[str], fresh: bool,
+                 budget_s: float | None = None, **kwargs: Any):
+        if url.startswith("sqlite:///"):  # its folder, once the search starts
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(url)
+        if fresh and name in optuna.study.get_all_study_names(storage):
+            optuna.delete_study(study_name=name, storage=storage)
+        super().__init__(storage=storage, study_name=name, **kwargs)
+        self.stopped_early = stopped_early
+        # search.time_budget_s, from this driver's start: past it no trial starts (Optuna's
+        # `timeout`: the running ones finish), and Tune ends the search once they have
+        self.budget_s, self.began, self.budget_ended = budget_s, time.monotonic(), False
+        self.steps: dict[str, set[int]] = {}  # the epochs each trial reported to the study
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self.budget_s is not None and time.monotonic() - self.began > self.budget_s:
+            self.budget_ended = True
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or isinstance(self.metric, list):
+            return
+        epoch = int(result.get("epoch", 0))
+        seen = self.steps.setdefault(trial_id, set())
+        if epoch in seen or self.metric not in result:
+            return
+        seen.add(epoch)
+        self._ot_trials[trial_id].report(result[self.metric], epoch)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        # Tune does not pass on the result at which its scheduler stops a trial (at max_t
+        # too) as a result: it is the last intermediate value
+        if result and not error:
+            self.on_trial_result(trial_id, result)
+        stopped = trial_id in self.stopped_early or bool(result and result.get(TIME_LIMITED))
+        if stopped and not error and trial_id not in self._completed_trials:
+            ot_trial = self._ot_trials[trial_id]
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's saved searcher (the whole __dict__, pickled by OptunaSearch.save), with this
+        driver's scheduler set; then the study's trials that no saved Tune trial holds (asked
+        in the second before the driver died) are failed."""
+        this_run = {k: self.__dict__[k] for k in ("stopped_early", "budget_s", "began",
+                                                  "budget_ended")}
+        super().restore(checkpoint_path)
+        self.__dict__.update(this_run)
+        known = {t.number for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False,
+                                                states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number not in known:
+                self._ot_study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
