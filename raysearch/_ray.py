@@ -67,6 +67,27 @@ def restore_with(tuner: tune.Tuner, tune_config: tune.TuneConfig,
     return tuner
 
 
+class TrialsToRun(tune.search.SearchGenerator):
+    """Tune's SearchGenerator around `searcher` that, restored, runs up to `trials` trials in
+    all: the spec's count, which `raysearch tune --resume NAME --trials N` may raise for a
+    finished search, rather than the count saved with the experiment.
+
+    Why: a restored SearchGenerator takes its trial count from its saved state
+    (`set_state`), and Tuner.restore takes no num_samples. Breaks if: SearchGenerator stops
+    keeping `_total_samples` and `_finished` (tune/search/search_generator.py), or Tune wraps
+    a SearchAlgorithm it is given again (then a restored search runs its saved count).
+    """
+
+    def __init__(self, searcher: Any, trials: int) -> None:
+        super().__init__(searcher)
+        self.trials = trials
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self._total_samples < self.trials:
+            self._total_samples, self._finished = self.trials, False
+
+
 def is_start_timeout(error: BaseException) -> bool:
     """Whether a TorchTrainer's fit() failed because its worker group did not start in time.
 

@@ -1,5 +1,6 @@
 """The `raysearch` command. Thin: parses, prints, and calls the modules that do the work."""
 
+import dataclasses
 import os
 import sys
 from enum import Enum
@@ -101,14 +102,23 @@ def tune(
             raise SpecError("tune: give --space FILE for a new search, or --resume [NAME] to go "
                             "on with one")
         if resume_ is not None:
-            if flags or set_:
-                raise SpecError("--resume: a resumed search keeps its own spec; drop "
-                                + ", ".join(f"--{k.replace('_', '-')}" for k in flags)
+            others = [k for k in flags if k != "trials"]
+            if others or set_:
+                raise SpecError("--resume: a resumed search keeps its own spec (but for "
+                                "--trials, to run more); drop "
+                                + ", ".join(f"--{k.replace('_', '-')}" for k in others)
                                 + (" --set" if set_ else ""))
             found = resume.find(root, resume_ or None)
             state = resume.load(root, found)
-            spec = load_spec(resume.space_file(root, found), state.overrides, **state.flags)
+            saved = resume.space_file(root, found)
+            spec = load_spec(saved, state.overrides, **{**state.flags, **flags})
             uri, origin = tracking_uri or state.tracking_uri, None
+            if spec.search.trials != load_spec(saved, state.overrides,
+                                               **state.flags).search.trials:
+                # more trials for the search (a finished one too), kept for a later resume
+                resume.save(root, found, resume.Origin(saved.read_text(), state.overrides,
+                                                       {**state.flags, **flags}),
+                            dataclasses.replace(state, flags={**state.flags, **flags}))
         else:
             path = resolve_space(space)
             spec = load_spec(path, set_ or [], **flags)

@@ -147,7 +147,8 @@ def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
                 callbacks: list[tune.Callback], resuming: bool = False, verbose: bool = False
                 ) -> tune.Tuner:
     metric, mode = spec.objective.metric, spec.objective.mode
-    searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    searcher = _ray.TrialsToRun(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+                                spec.search.trials)
     tune_config = tune.TuneConfig(
         metric=metric, mode=mode, search_alg=searcher, scheduler=scheduler,
         num_samples=spec.search.trials,
