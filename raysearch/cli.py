@@ -146,6 +146,12 @@ def tune(
         fail(str(e))
     fail_fast()
     check_tracking(uri)
+    from raysearch.warm_start import warm_trials
+
+    try:  # the earlier searches a search warm-starts from, before anything starts
+        warm = warm_trials(spec, uri) if resume_ is None else None
+    except SpecError as e:
+        fail(str(e))
 
     import logging
     from functools import partial
@@ -178,7 +184,7 @@ def tune(
     progress = partial(Progress, spec, console=console, live=live, links=tuple(links))
     try:
         outcome = search.run(spec, uri, root, origin=origin, resuming=resume_ is not None,
-                             progress=progress, verbose=verbose, data=data)
+                             progress=progress, verbose=verbose, data=data, warm=warm)
     except (SpecError, DataError) as e:
         fail(str(e))
     except TrackingDown as e:

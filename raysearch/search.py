@@ -37,6 +37,7 @@ from raysearch.storage import resolve as resolve_storage
 from raysearch.study import StudySearch
 from raysearch.trial import trainable
 from raysearch.trial_checkpoints import TrialCheckpoints
+from raysearch.warm_start import WarmTrials, warm_trials
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,12 @@ def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle",
                        reduction_factor=sch.reduction_factor)
 
 
-def make_searcher(spec: Spec, storage: str, stopped_early: set[str], resuming: bool
-                  ) -> StudySearch:
-    """Optuna, with the search's own study (study.py); `stopped_early`: make_scheduler's set."""
+def make_searcher(spec: Spec, storage: str, stopped_early: set[str], resuming: bool,
+                  warm: WarmTrials | None) -> StudySearch:
+    """Optuna, with the search's own study (study.py); `stopped_early`: make_scheduler's set;
+    `warm`: the earlier searches' trials it starts from (warm_start.py)."""
     return StudySearch(study.storage_url(spec, storage), spec.name, stopped_early,
-                       fresh=not resuming, budget_s=spec.search.time_budget_s,
+                       fresh=not resuming, budget_s=spec.search.time_budget_s, warm=warm,
                        space=DefineByRun(spec), metric=spec.objective.metric,
                        mode=spec.objective.mode, sampler=make_sampler(spec))
 
@@ -216,14 +218,15 @@ Progress = Callable[[Mapping[str, TrialState]], tune.Callback]
 def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         callbacks: tuple[tune.Callback, ...] = (), origin: resume.Origin | None = None,
         resuming: bool = False, progress: Progress | None = None, verbose: bool = False,
-        data: tuple | None = None) -> Outcome:
+        data: tuple | None = None, warm: WarmTrials | None = None) -> Outcome:
     """Run the search `spec` on the connected Ray cluster, or with `resuming` go on with the one
     of that name in `storage`. `origin` records how the spec was made, for a later resume;
     `callbacks` are extra Tune callbacks, called before raysearch's own (the benchmarks time
     trials with one, tests kill the driver from one). `progress` makes the callback that shows
     the search as it runs, given how each trial ended (progress.Progress); `verbose` leaves
-    Tune's own reporting on. `data` is what `inputs(spec)` gave, when the caller has read it
-    already (the command line does, before Ray starts)."""
+    Tune's own reporting on. `data` is what `inputs(spec)` gave, and `warm` what
+    warm_trials(spec, tracking_uri) gave, when the caller has read them already (the command
+    line does, before Ray starts)."""
     storage = resolve_storage(storage or resume.default_storage())
     hostnames = [n["NodeManagerHostname"] for n in ray.nodes() if n["Alive"]]
     if reason := storage_problem(storage, hostnames):
@@ -232,6 +235,8 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
         print(f"warning: --storage {storage} is on this machine's disk: if the cluster adds "
               "machines, checkpoints written there are lost. Give a bucket or a network file "
               "system (RAYSEARCH_STORAGE sets the default)", file=sys.stderr)
+    if warm is None and not resuming:  # a resumed study holds them already
+        warm = warm_trials(spec, tracking_uri)
     max_concurrent = concurrency(spec)
     data_ref = ray.put(data if data is not None else inputs(spec))
     setup = setup_of(spec, storage, data_ref)
@@ -246,7 +251,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
     pools.start()
     try:
         return _run(spec, tracking_uri, storage, setup, dispatcher, pools, max_concurrent,
-                    callbacks, origin, resuming, progress, verbose)
+                    callbacks, origin, resuming, progress, verbose, warm)
     finally:
         pools.stop(now=True)  # a no-op when _run has stopped them
 
@@ -254,7 +259,7 @@ def run(spec: Spec, tracking_uri: str, storage: str | None = None,
 def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
          dispatcher: "ray.actor.ActorHandle", pools: Pools, max_concurrent: int,
          callbacks: tuple[tune.Callback, ...], origin: resume.Origin | None, resuming: bool,
-         progress: Progress | None, verbose: bool) -> Outcome:
+         progress: Progress | None, verbose: bool, warm: WarmTrials | None) -> Outcome:
     metric, mode = spec.objective.metric, spec.objective.mode
     fail_fast()
     client = MlflowClient(tracking_uri)
@@ -287,7 +292,7 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     # last line, rather than Tune printing every traceback into the live view.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     shown = [progress(trials_cb.states)] if progress else []
-    searcher = make_searcher(spec, storage, stopped_early, resuming)
+    searcher = make_searcher(spec, storage, stopped_early, resuming, warm)
     tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
                         [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
                         verbose)

@@ -111,6 +111,14 @@ class Objective(_Strict):
     mode: Literal["min", "max"]
 
 
+class WarmStart(_Strict):
+    """Earlier searches (in the same tracking store) whose trials this one starts from."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    from_: list[str] = Field(alias="from", min_length=1)
+    top: int = Field(3, ge=0)  # their best configurations, run first
+
+
 class Search(_Strict):
     trials: int = Field(10, ge=1)
     sampler: Literal["tpe", "random", "cmaes", "gp", "qmc"] = "tpe"
@@ -122,6 +130,7 @@ class Search(_Strict):
     # seconds from the search's start (a resumed one's: from its resume) after which no trial
     # starts; the running ones finish and the best found is promoted as usual
     time_budget_s: float | None = Field(None, gt=0)
+    warm_start: WarmStart | None = None
 
 
 class Scheduler(_Strict):

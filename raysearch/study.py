@@ -23,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysearch.job import TIME_LIMITED
 from raysearch.spec import Spec, SpecError
+from raysearch.warm_start import WarmTrials
 
 
 def storage_url(spec: Spec, storage: str) -> str:
@@ -50,16 +51,21 @@ class StudySearch(OptunaSearch):
     `stopped_early`: the trial ids stopped before max_t (the scheduler's, and those past
     scheduler.max_trial_s);
     `fresh`: a new search, whose study replaces one of the same name (as its Tune experiment
-    and its resume state do), rather than a resumed one."""
+    and its resume state do), rather than a resumed one; `warm`: earlier searches' trials, given
+    to a fresh study (warm_start.py)."""
 
     def __init__(self, url: str, name: str, stopped_early: Collection[str], fresh: bool,
-                 budget_s: float | None = None, **kwargs: Any):
+                 budget_s: float | None = None, warm: WarmTrials | None = None, **kwargs: Any):
         if url.startswith("sqlite:///"):  # its folder, once the search starts
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(url)
         if fresh and name in optuna.study.get_all_study_names(storage):
             optuna.delete_study(study_name=name, storage=storage)
+        if fresh and warm:  # run first, before anything the sampler proposes
+            kwargs["points_to_evaluate"] = warm.first
         super().__init__(storage=storage, study_name=name, **kwargs)
+        if fresh and warm:  # what the sampler knows from its first proposal
+            self._ot_study.add_trials(warm.trials)
         self.stopped_early = stopped_early
         # search.time_budget_s, from this driver's start: past it no trial starts (Optuna's
         # `timeout`: the running ones finish), and Tune ends the search once they have

@@ -184,14 +184,7 @@ def mlflow_models_serve(model_uri: str, tracking_uri: str) -> Iterator[str]:
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                assert server.poll() is None and time.time() < deadline, "no model server"
-                time.sleep(0.5)
+        wait_for(server, f"http://127.0.0.1:{port}/ping", 120, "no model server")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(server)
@@ -207,17 +200,24 @@ def optuna_dashboard(storage_url: str) -> Iterator[str]:
          "127.0.0.1", "--port", str(port), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/api/meta", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                assert server.poll() is None and time.time() < deadline, "no optuna-dashboard"
-                time.sleep(0.3)
+        wait_for(server, f"http://127.0.0.1:{port}/api/meta", 60, "no optuna-dashboard")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process_group(server)
+
+
+def wait_for(server: subprocess.Popen, url: str, timeout_s: float, what: str) -> None:
+    """Until `url` answers (a server `server` started), failing with `what` if it exits or
+    the time is up."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            if requests.get(url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        assert server.poll() is None and time.time() < deadline, what
+        time.sleep(0.3)
 
 
 def diagnostics(tracking_uri: str, run_id: str) -> dict[str, bytes]:

@@ -14,8 +14,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from raysearch import search, tracking
-from raysearch.spec import load_spec
+from raysearch import tracking
 from raysearch.tracking import TRIAL_TAG
 
 SPACE = """\
@@ -225,8 +224,7 @@ DIES_AFTER_TUNE_SAVED_AN_END = """\
 import json, os, signal, sys, threading, time
 from pathlib import Path
 import ray
-from raysearch import search, tracking
-from raysearch.spec import load_spec
+from raysearch import tracking
 
 def saved_as_ended(folder, trial_id):
     for path in Path(folder).glob("experiment_state-*.json"):
@@ -293,40 +291,3 @@ def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
     assert logged == [(entry["epoch"], entry["val_accuracy"]) for entry in kept]
     assert [step for step, _ in logged] == [1, 2]
 
-
-MORE = """\
-    name: more
-    model: cnn
-    data: {name: digits}
-    objective: {metric: val_accuracy, mode: max}
-    search: {trials: 2, sampler: tpe, seed: 0, max_concurrent: 1}
-    scheduler: {type: none, max_t: 2}
-    resources: {workers: 2, cpus_per_worker: 1}
-    params:
-      lr: {type: float, low: 1e-3, high: 1e-1, log: true}
-    fixed: {channels: 4, optimizer: adam}
-"""
-
-
-def test_a_finished_search_given_more_trials_runs_them_on_the_same_study(
-        ray_cluster, tmp_path, tracking_uri, write_spec):
-    storage = tmp_path / "results"
-    first = search.run(load_spec(write_spec(MORE)), tracking_uri, str(storage))
-    assert first.count("completed") == 2
-
-    more = helpers.cli_here("tune", "--resume", "more", "--trials", "3", "--storage",
-                            str(storage))
-    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
-    assert "trials: 3 completed" in more.stdout, more.stdout[-3000:]
-    client = MlflowClient(tracking_uri)
-    runs = helpers.trial_runs(client, "more")
-    assert len(runs) == 3 and len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
-    assert all(r.data.tags[tracking.STATE_TAG] == "completed" for r in runs)
-    # one study, its two first trials and the one more, as the runs have them
-    study = optuna.load_study(study_name="more", storage=f"sqlite:///{storage}/more/optuna.db")
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
-    assert sorted(t.params["lr"] for t in study.trials) == pytest.approx(
-        sorted(float(r.data.params["lr"]) for r in runs))
-    # a later resume keeps the three
-    assert json.loads((storage / "more" / "raysearch.json").read_text())["flags"] == {
-        "trials": 3}

@@ -316,3 +316,4 @@ def test_time_budgets_end_a_trial_and_the_search_and_the_best_is_promoted(
                               storage=f"sqlite:///{tmp_path / 'results'}/budgeted/optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED]
     assert_nothing_left_running()
+

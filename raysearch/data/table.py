@@ -116,6 +116,17 @@ def sorted_names(values: np.ndarray) -> list[str]:
         return names
 
 
+def split_rows(path: Path, n: int, options: TableOptions) -> dict[str, torch.Tensor]:
+    """The rows of each split: `test_fraction` held out, then `val_fraction` of the rest."""
+    rest, held = split_indices(n, options.test_fraction, options.split_seed)
+    fit_at, val_at = split_indices(len(rest), options.val_fraction, options.split_seed)
+    parts = {"train": rest[fit_at], "val": rest[val_at], "test": held}
+    if min(len(p) for p in parts.values()) < MIN_ROWS:
+        raise DataError(f"{path}: {n} rows are too few for splits of {options.val_fraction:g} "
+                        f"and {options.test_fraction:g} (each split needs {MIN_ROWS} rows)")
+    return parts
+
+
 def load(options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
     path = Path(options.path).expanduser()
     if path.is_dir():
@@ -142,12 +153,7 @@ def load(options: TableOptions) -> tuple[dict[str, Split], DataInfo]:
         raise DataError(f"{path}:1: no column to read besides the target {options.target!r}")
 
     n = len(where)
-    rest, held = split_indices(n, options.test_fraction, options.split_seed)
-    fit_at, val_at = split_indices(len(rest), options.val_fraction, options.split_seed)
-    parts = {"train": rest[fit_at], "val": rest[val_at], "test": held}
-    if min(len(p) for p in parts.values()) < MIN_ROWS:
-        raise DataError(f"{path}: {n} rows are too few for splits of {options.val_fraction:g} "
-                        f"and {options.test_fraction:g} (each split needs {MIN_ROWS} rows)")
+    parts = split_rows(path, n, options)
     train = parts["train"].numpy()
 
     features: list[np.ndarray] = []
@@ -228,12 +234,7 @@ def load_arrays(path: Path, options: TableOptions) -> tuple[dict[str, Split], Da
     task = options.task or ("regression" if np.issubdtype(y.dtype, np.floating)
                             else "classification")
     n = len(x)
-    rest, held = split_indices(n, options.test_fraction, options.split_seed)
-    fit_at, val_at = split_indices(len(rest), options.val_fraction, options.split_seed)
-    parts = {"train": rest[fit_at], "val": rest[val_at], "test": held}
-    if min(len(p) for p in parts.values()) < MIN_ROWS:
-        raise DataError(f"{path}: {n} rows are too few for splits of {options.val_fraction:g} "
-                        f"and {options.test_fraction:g} (each split needs {MIN_ROWS} rows)")
+    parts = split_rows(path, n, options)
     train = parts["train"].numpy()
     classes, target_scaling = None, None
     if task == "regression":
