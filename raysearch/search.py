@@ -292,12 +292,12 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     # last line, rather than Tune printing every traceback into the live view.
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     shown = [progress(trials_cb.states)] if progress else []
-    searcher = make_searcher(spec, storage, stopped_early, resuming, warm)
-    tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
-                        [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
-                        verbose)
     outbox = trials_cb.outbox
-    try:
+    try:  # from here a Ctrl-C (a stopped job's SIGINT) marks the search's run KILLED
+        searcher = make_searcher(spec, storage, stopped_early, resuming, warm)
+        tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
+                            [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
+                            verbose)
         results = tuner.fit()
     except BaseException:
         pools.stop(now=True)

@@ -224,7 +224,8 @@ DIES_AFTER_TUNE_SAVED_AN_END = """\
 import json, os, signal, sys, threading, time
 from pathlib import Path
 import ray
-from raysearch import tracking
+from raysearch import search, tracking
+from raysearch.spec import load_spec
 
 def saved_as_ended(folder, trial_id):
     for path in Path(folder).glob("experiment_state-*.json"):
@@ -290,4 +291,3 @@ def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
                       weights_only=True)["history"]
     assert logged == [(entry["epoch"], entry["val_accuracy"]) for entry in kept]
     assert [step for step, _ in logged] == [1, 2]
-

@@ -280,7 +280,10 @@ def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(default_sear
     seen = default_search.listening
     assert len(seen) > 5  # GCS, raylet, dashboard, its agents, workers
     outward = {a: name for a, name in seen.items() if not a.startswith("127.")}
-    assert list(outward.values()) == ["ray::RayTrainWorker"]  # the warm pool's rendezvous
+    # the warm pool's rendezvous, in its rank-0 worker: titled by the task it runs, its
+    # torch shutdown at the pool's end if that is when it was last seen
+    (name,) = outward.values()
+    assert name in ("ray::RayTrainWorker", "ray::execute._shutdown_torch"), name
 
 
 BUDGETED = """\
