@@ -113,9 +113,7 @@ def tune(
             saved = resume.space_file(root, found)
             spec = load_spec(saved, state.overrides, **{**state.flags, **flags})
             uri, origin = tracking_uri or state.tracking_uri, None
-            if spec.search.trials != load_spec(saved, state.overrides,
-                                               **state.flags).search.trials:
-                # more trials for the search (a finished one too), kept for a later resume
+            if flags:  # --trials: more for the search (a finished one too), kept for later
                 resume.save(root, found, resume.Origin(saved.read_text(), state.overrides,
                                                        {**state.flags, **flags}),
                             dataclasses.replace(state, flags={**state.flags, **flags}))
