@@ -90,12 +90,14 @@ class StudySearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        if trial_id in self._completed_trials:  # told before a kill (see restore)
+            return
         # Tune does not pass on the result at which its scheduler stops a trial (at max_t
         # too) as a result: it is the last intermediate value
         if result and not error:
             self.on_trial_result(trial_id, result)
         stopped = trial_id in self.stopped_early or bool(result and result.get(TIME_LIMITED))
-        if stopped and not error and trial_id not in self._completed_trials:
+        if stopped and not error:
             ot_trial = self._ot_trials[trial_id]
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
             self._completed_trials.add(trial_id)
@@ -105,7 +107,10 @@ class StudySearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """Tune's saved searcher (the whole __dict__, pickled by OptunaSearch.save), with this
         driver's scheduler set; then the study's trials that no saved Tune trial holds (asked
-        in the second before the driver died) are failed."""
+        in the second before the driver died) are failed, and those the study holds as ended
+        though the saved searcher does not (told in the second before the driver died, before
+        Tune saved the searcher) stay as the study has them: Tune runs such a trial again
+        from its checkpoint, and its reports change nothing in the study."""
         this_run = {k: self.__dict__[k] for k in ("stopped_early", "budget_s", "began",
                                                   "budget_ended")}
         super().restore(checkpoint_path)
@@ -115,3 +120,7 @@ class StudySearch(OptunaSearch):
                                                 states=(optuna.trial.TrialState.RUNNING,)):
             if frozen.number not in known:
                 self._ot_study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+        ended = {t.number for t in self._ot_study.get_trials(deepcopy=False)
+                 if t.state.is_finished()}
+        self._completed_trials |= {trial_id for trial_id, trial in self._ot_trials.items()
+                                   if trial.number in ended}

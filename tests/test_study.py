@@ -79,3 +79,24 @@ def test_a_finished_search_runs_more_trials_and_a_later_one_starts_from_them(
     assert ("search.warm_start.from: search 'first' and this one search params.lr "
             "differently") in line
     assert not (tmp_path / "results" / "other").exists()
+
+
+def test_a_trial_the_study_ended_before_a_kill_is_not_told_again_on_resume(tmp_path, write_spec):
+    """The driver died after the study heard a trial end and before Tune saved its searcher:
+    the resumed searcher runs the trial again (from its checkpoint), and its replayed reports
+    leave the study's record of it as it was."""
+    spec = load_spec(write_spec(SPACE.format(name="told", trials=2, seed=0, warm="", low=1e-4)))
+    storage = str(tmp_path / "results")
+    searcher = search.make_searcher(spec, storage, set(), resuming=False, warm=None)
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last save before the kill
+    searcher.on_trial_result("t1", {"val_accuracy": 0.5, "epoch": 1})
+    searcher.on_trial_complete("t1", {"val_accuracy": 0.5, "epoch": 1})
+
+    resumed = search.make_searcher(spec, storage, set(), resuming=True, warm=None)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    resumed.on_trial_result("t1", {"val_accuracy": 0.4, "epoch": 1})
+    resumed.on_trial_complete("t1", {"val_accuracy": 0.4, "epoch": 1})
+    (trial,) = study(storage, "told").trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.value == 0.5 and trial.intermediate_values == {1: 0.5}
