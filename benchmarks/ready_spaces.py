@@ -75,7 +75,7 @@ def main() -> None:
             tested = ", ".join(f"{k} {v:.4g}" for k, v in outcome.test_metrics.items())
             counts = "/".join(str(outcome.count(s))
                               for s in ("completed", "stopped_early", "failed"))
-            result = (f"{spec.objective.metric} {best.value:.4g}; {tested}" if best
+            result = (f"{spec.ranking().metric} {best.value:.4g}; {tested}" if best
                       else "no trial reported the objective")
             rows.append((name, spec, counts, result, wall))
     ray.shutdown()

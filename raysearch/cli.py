@@ -50,8 +50,9 @@ def validate(file: str = typer.Argument(..., help="Search-space file, or a ready
         streamed = "" if isinstance(splits["train"], tuple) else ", read memory-mapped"
         read = (f"; {spec.data.options['path']}: {sizes} train/val/test, "
                 f"{info.input_shape[-1]} features, {learnt}{streamed}")
-    console.print(f"{spec.source}: ok ({spec.model} on {spec.data.name}, {len(spec.params)} "
-                  f"searched params, {spec.search.trials} trials{read})", highlight=False)
+    console.print(f"{spec.source}: ok ({spec.models_text()} on {spec.data.name}, "
+                  f"{len(spec.params)} searched params, {spec.search.trials} trials{read})",
+                  highlight=False)
 
 
 @app.command()
@@ -60,8 +61,8 @@ def spaces() -> None:
     table = Table("space", "model", "data", "objective")
     for path in ready_spaces():
         spec = load_spec(path)
-        table.add_row(path.stem, spec.model, spec.data.name,
-                      f"{spec.objective.mode} {spec.objective.metric}")
+        table.add_row(path.stem, spec.models_text(), spec.data.name,
+                      f"{spec.ranking().mode} {spec.ranking().metric}")
     console.print(table)
 
 
@@ -198,6 +199,9 @@ def tune(
     if outcome.best is None and outcome.errors:
         trial_id, reason = next(iter(outcome.errors.items()))
         fail(f"every trial failed; the first, trial {trial_id}: {reason}", 1)
+    if outcome.best is None and spec.champion_bounds():
+        fail("no trial meets " + " and ".join(map(str, spec.champion_bounds()))
+             + (" on the Pareto front" if spec.several() else "") + ": nothing was registered", 1)
     if outcome.best is None:
         fail("no trial reported the objective", 1)
 
@@ -296,7 +300,7 @@ def show(outcome, spec) -> None:
     from raysearch.costs import COST_METRICS
     from raysearch.job import TrialState
 
-    mode = spec.objective.mode
+    mode = spec.ranking().mode
     console.rule(f"search {outcome.name}")
     console.print(f"trials: {outcome.count(TrialState.COMPLETED)} completed, "
                   f"{outcome.count(TrialState.STOPPED_EARLY)} stopped early, "
@@ -307,12 +311,18 @@ def show(outcome, spec) -> None:
                       f"{spec.search.time_budget_s:g} s)", highlight=False)
     for trial_id, reason in outcome.errors.items():
         console.print(f"[red]failed[/] trial {trial_id}: {reason}", highlight=False)
+    if outcome.front:
+        show_front(outcome, spec)
     best = outcome.best
     if best is None:
-        console.print("[red]no trial reported the objective; nothing was registered[/]")
+        console.print("[red]no trial is champion; nothing was registered[/]")
         return
     console.print(f"best: trial {best.trial_id}, {outcome.metric} = {best.value:.6g} "
                   f"({mode}) at epoch {best.epoch}")
+    if outcome.families:
+        console.print("best of each model: " + ", ".join(
+            f"{family} {top.value:.6g} (trial {top.trial_id}, of {top.trials})"
+            for family, top in outcome.families.items()), highlight=False)
     c = best.costs
     if len(c) == len(COST_METRICS):
         console.print(f"its cost: {c['params_total']:,.0f} weights ({c['params_trainable']:,.0f} "
@@ -335,6 +345,24 @@ def show(outcome, spec) -> None:
     if outcome.report:
         console.print(f"report: {outcome.report}   (again, or several searches compared: "
                       f"raysearch report {outcome.name} ...)", highlight=False)
+
+
+def show_front(outcome, spec) -> None:
+    """The Pareto front, best on the champion's metric first."""
+    bounds = spec.champion_bounds()
+    metrics = [o.metric for o in spec.objective]
+    table = Table("trial", *(f"{o.metric} ({o.mode})" for o in spec.objective),
+                  *(["meets " + " and ".join(map(str, bounds))] if bounds else []),
+                  title=f"Pareto front: {len(outcome.front)} of the trials that ran to max_t "
+                  "(tagged raysearch.pareto = true in MLflow)")
+    ranking = spec.ranking()
+    sign = -1 if ranking.mode == "max" else 1
+    for trial in sorted(outcome.front, key=lambda t: sign * t.values[ranking.metric]):
+        champion = outcome.best is not None and trial.trial_id == outcome.best.trial_id
+        table.add_row(trial.trial_id + (" (champion)" if champion else ""),
+                      *(f"{trial.values[m]:.6g}" for m in metrics),
+                      *(["yes" if trial.meets else "no"] if bounds else []))
+    console.print(table)
 
 
 def shut_down(ray) -> None:

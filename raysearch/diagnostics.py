@@ -18,7 +18,7 @@ from raysearch.data.arrays import STREAMED, MappedArrays
 from raysearch.data.base import ImageFiles, Split
 from raysearch.fit.gradient import image_loader
 from raysearch.job import SearchSetup
-from raysearch.models import MODELS
+from raysearch.models import hyperparams_of
 
 STRETCH = 500  # steps of a forecast plotted
 FREE_RUNS = 3  # free runs plotted
@@ -30,8 +30,7 @@ def diagnose(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str
     """Writes the diagnostics of the model saved in `folder` (trained with `hyper`) on one
     split of `data` (the search's splits and DataInfo) into `out`; the files written. Figures
     are drawn without pyplot, so the caller's matplotlib backend is left as it was."""
-    family = MODELS[setup.model]
-    hp = family.hyperparams(**hyper)
+    family, hp = hyperparams_of(hyper, setup.model)
     splits, info = data
     model = checkpoint.load(folder)
     out.mkdir(parents=True, exist_ok=True)

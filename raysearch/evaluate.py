@@ -20,15 +20,14 @@ from raysearch.metrics import (
     regression_metrics,
     regression_sums,
 )
-from raysearch.models import MODELS
+from raysearch.models import hyperparams_of
 
 
 def evaluate(setup: SearchSetup, data: tuple, hyper: dict[str, Any], folder: str,
              split: str = "test") -> dict[str, float]:
     """The metrics of the model saved in `folder` (trained with `hyper`) on one split of
     `data` (the search's splits and DataInfo)."""
-    family = MODELS[setup.model]
-    hp = family.hyperparams(**hyper)
+    family, hp = hyperparams_of(hyper, setup.model)
     splits, info = data
     model = checkpoint.load(folder)
     if isinstance(splits[split], STREAMED):

@@ -24,6 +24,8 @@ class TrialState(str, Enum):
         return self.value
 
 
+# a trial config's key naming its model family, in a search across families (params.model)
+FAMILY = "model"
 ENDED = (TrialState.COMPLETED, TrialState.STOPPED_EARLY, TrialState.FAILED)
 # a result's key, true in the result of the epoch after which a trial's pool stopped it for
 # running past scheduler.max_trial_s (dispatch.py): stopped early, as by the scheduler
@@ -35,7 +37,7 @@ class SearchSetup:
     """What every trial of a search shares; the pools get it once, when they start."""
 
     name: str
-    model: str
+    model: str | None  # every trial's family; None when the family is searched (its config's)
     data_ref: ray.ObjectRef  # the data set's (splits, DataInfo), put once for all trials
     max_t: int
     metric: str

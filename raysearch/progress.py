@@ -59,7 +59,7 @@ class Progress(tune.Callback):
     def __init__(self, spec: Spec, states: Mapping[str, TrialState], console: Console,
                  live: bool, links: tuple[str, ...] = ()):
         self.name, self.total = spec.name, spec.search.trials
-        self.metric, self.mode = spec.objective.metric, spec.objective.mode
+        self.metric, self.mode = spec.ranking().metric, spec.ranking().mode
         self.searched = list(spec.params)
         self.states, self.console, self.links = states, console, links
         self.rows: dict[str, Row] = {}

@@ -5,7 +5,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,19 +18,20 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from raysearch import _ray, report, resume, study, tracking
+from raysearch import _ray, pareto, report, resume, study, tracking
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.diagnostics import diagnose
 from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
 from raysearch.evaluate import evaluate, input_example
-from raysearch.job import SearchSetup, TrialState
+from raysearch.job import ENDED, SearchSetup, TrialState
 from raysearch.models import MODELS
 from raysearch.outbox import TrackingDown, fail_fast, unreachable
 from raysearch.pool import EndedTrials, Pools
 from raysearch.space import DefineByRun, make_sampler
-from raysearch.spec import CategoricalParam, Spec, SpecError
+from raysearch.spec import FAMILY, CategoricalParam, Spec, SpecError
+from raysearch.spec.sections import Bound
 from raysearch.storage import filesystem, first_line, shared
 from raysearch.storage import problem as storage_problem
 from raysearch.storage import resolve as resolve_storage
@@ -52,6 +53,15 @@ class Best:
     costs: dict[str, float] = field(default_factory=dict)  # costs.COST_METRICS, at that epoch
 
 
+@dataclass(frozen=True)
+class FamilyBest:
+    """A model family's best report in a search across families."""
+
+    trial_id: str
+    value: float
+    trials: int  # the family's trials that reported the objective
+
+
 @dataclass
 class Outcome:
     name: str
@@ -65,6 +75,10 @@ class Outcome:
     max_concurrent: int = 1
     report: str | None = None  # the report page's path in the storage
     budget_ended: bool = False  # search.time_budget_s passed before every trial had started
+    # a search across model families: each family's best, the best family first
+    families: dict[str, FamilyBest] = field(default_factory=dict)
+    # several objectives: the Pareto front of the trials that ran to the end
+    front: list[pareto.FrontTrial] = field(default_factory=list)
 
     def count(self, state: TrialState | str) -> int:
         return sum(1 for s in self.states.values() if s == state)
@@ -74,7 +88,7 @@ def setup_of(spec: Spec, storage: str, data_ref: ray.ObjectRef) -> SearchSetup:
     sch, res = spec.scheduler, spec.resources
     return SearchSetup(
         name=spec.name, model=spec.model, data_ref=data_ref, max_t=sch.max_t,
-        metric=spec.objective.metric, mode=spec.objective.mode,
+        metric=spec.ranking().metric, mode=spec.ranking().mode,
         train_storage=f"{storage}/{spec.name}/train",
         rungs=tuple(rungs(sch.max_t, sch.grace_period, sch.reduction_factor)
                     if sch.type == "asha" else ()),
@@ -88,9 +102,11 @@ def inputs(spec: Spec) -> tuple:
     (pretrained weights) and its data set, as (splits, DataInfo). Raises DataError, naming the
     file and what is wrong with it, or SpecError for an objective the data's task does not
     report."""
-    if prepare := MODELS[spec.model].prepare:
-        prepare(spec.fixed, {name: p.choices for name, p in spec.params.items()
-                             if isinstance(p, CategoricalParam)})
+    choices = {name: p.choices for name, p in spec.params.items()
+               if isinstance(p, CategoricalParam)}
+    for family in spec.families():
+        if prepare := MODELS[family].prepare:
+            prepare(spec.fixed, choices)
     splits, info = DATASETS[spec.data.name].load(spec.data_options())
     spec.check_task(info.task)
     return splits, info
@@ -131,24 +147,30 @@ def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle",
     # Epochs, not Tune's count of reports: a resumed trial's count starts again at 1.
     return PostingASHA(dispatcher, time_attr="epoch", max_t=sch.max_t,
                        stopped_early=stopped_early, grace_period=sch.grace_period,
-                       reduction_factor=sch.reduction_factor)
+                       reduction_factor=sch.reduction_factor,
+                       objectives=[(o.metric, o.mode) for o in spec.objective])
 
 
 def make_searcher(spec: Spec, storage: str, stopped_early: set[str], resuming: bool,
                   warm: WarmTrials | None) -> StudySearch:
     """Optuna, with the search's own study (study.py); `stopped_early`: make_scheduler's set;
     `warm`: the earlier searches' trials it starts from (warm_start.py)."""
+    several = spec.several()
     return StudySearch(study.storage_url(spec, storage), spec.name, stopped_early,
                        fresh=not resuming, budget_s=spec.search.time_budget_s, warm=warm,
-                       space=DefineByRun(spec), metric=spec.objective.metric,
-                       mode=spec.objective.mode, sampler=make_sampler(spec))
+                       families=() if spec.model else spec.families(), bounds=spec.bounds(),
+                       space=DefineByRun(spec),
+                       metric=[o.metric for o in spec.objective] if several
+                       else spec.ranking().metric,
+                       mode=[o.mode for o in spec.objective] if several else spec.ranking().mode,
+                       sampler=make_sampler(spec))
 
 
 def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
                 max_concurrent: int, scheduler: TrialScheduler, searcher: StudySearch,
                 callbacks: list[tune.Callback], resuming: bool = False, verbose: bool = False
                 ) -> tune.Tuner:
-    metric, mode = spec.objective.metric, spec.objective.mode
+    metric, mode = spec.ranking().metric, spec.ranking().mode
     searcher = _ray.TrialsToRun(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                                 spec.search.trials)
     tune_config = tune.TuneConfig(
@@ -177,10 +199,12 @@ def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
                              tune_config, run_config)
 
 
-def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str) -> Best | None:
+def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str,
+            bounds: Sequence[Bound] = ()) -> Best | None:
     """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
-    be an earlier epoch than a trial's last) whose checkpoint Ray Train kept. It keeps one best
-    and the latest; of two epochs with the same score it may keep either."""
+    be an earlier epoch than a trial's last) that meets `bounds` and whose checkpoint Ray Train
+    kept. It keeps one best and the latest; of two epochs with the same score it may keep
+    either."""
     fs, _ = filesystem(storage)
     best = None
     for result in results:
@@ -189,6 +213,9 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str) -> B
             continue
         frame = frame.dropna(subset=[metric, "checkpoint_path"]).sort_values(
             metric, ascending=mode == "min", kind="stable")
+        if bounds:
+            frame = frame[[all(b.excess(row) <= 0 for b in bounds)
+                           for row in frame.to_dict("records")]]
         # best first: the first kept checkpoint is usually the first looked at (one request per
         # trial, not one per epoch, in a bucket)
         row = next((row for _, row in frame.iterrows()
@@ -202,6 +229,50 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str) -> B
             best = Best(result.metrics["trial_id"], result.config, value, int(row["epoch"]),
                         row["checkpoint_path"], costs)
     return best
+
+
+def front_of(spec: Spec, results: tune.ResultGrid, states: Mapping[str, TrialState]
+             ) -> list[pareto.FrontTrial]:
+    """The Pareto front of the trials that ran to max_t (pareto.py)."""
+    ended = [pareto.Ended(r.metrics["trial_id"], r.config, r.metrics) for r in results
+             if not r.error and r.metrics and states.get(r.metrics.get("trial_id"))
+             == TrialState.COMPLETED]
+    return pareto.front(ended, spec.objective, spec.champion_bounds())
+
+
+def champion_of(spec: Spec, results: tune.ResultGrid, on_front: list[pareto.FrontTrial]
+                ) -> Best | None:
+    """The champion rule's pick of the front, at its last epoch (a trial keeps its latest
+    checkpoint)."""
+    pick = pareto.champion(on_front, spec.ranking())
+    if pick is None:
+        return None
+    result = next(r for r in results if r.metrics.get("trial_id") == pick.trial_id)
+    last = result.metrics
+    costs = {k: float(last[k]) for k in COST_METRICS if k in last and math.isfinite(last[k])}
+    return Best(pick.trial_id, result.config, pick.values[spec.ranking().metric],
+                int(last["epoch"]), last["checkpoint_path"], costs)
+
+
+def family_bests(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, FamilyBest]:
+    """Each model family's best report in a search across families, the best family first."""
+    found: dict[str, FamilyBest] = {}
+    for result in results:
+        frame, family = result.metrics_dataframe, result.config.get(FAMILY)
+        if result.error or frame is None or metric not in frame or family is None:
+            continue
+        values = frame[metric].dropna()
+        if values.empty:
+            continue
+        value = float(values.max() if mode == "max" else values.min())
+        before = found.get(family)
+        trials = before.trials + 1 if before else 1
+        if before is None or tracking.better(value, before.value, mode):
+            found[family] = FamilyBest(result.metrics["trial_id"], value, trials)
+        else:
+            found[family] = FamilyBest(before.trial_id, before.value, trials)
+    sign = -1 if mode == "max" else 1
+    return dict(sorted(found.items(), key=lambda item: sign * item[1].value))
 
 
 TRACKING_WAIT_S = 600  # how long a finished search waits for an unreachable MLflow
@@ -260,7 +331,7 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
          dispatcher: "ray.actor.ActorHandle", pools: Pools, max_concurrent: int,
          callbacks: tuple[tune.Callback, ...], origin: resume.Origin | None, resuming: bool,
          progress: Progress | None, verbose: bool, warm: WarmTrials | None) -> Outcome:
-    metric, mode = spec.objective.metric, spec.objective.mode
+    metric, mode = spec.ranking().metric, spec.ranking().mode
     fail_fast()
     client = MlflowClient(tracking_uri)
     if resuming:
@@ -269,9 +340,9 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         client.update_run(parent, "RUNNING")
         report.log_info(client, parent, report.SearchInfo.of(spec))  # a search begun before it
     else:
-        settings = {"model": spec.model, "data": spec.data.name, "sampler": spec.search.sampler,
-                    "trials": spec.search.trials, "scheduler": spec.scheduler.type,
-                    "workers": spec.resources.workers}
+        settings = {"model": spec.models_text(), "data": spec.data.name,
+                    "sampler": spec.search.sampler, "trials": spec.search.trials,
+                    "scheduler": spec.scheduler.type, "workers": spec.resources.workers}
         experiment_id, parent = tracking.start_search(client, spec.name, spec.source, settings)
         report.log_info(client, parent, report.SearchInfo.of(spec))
         origin = origin or resume.Origin(spec.source.read_text())
@@ -314,10 +385,18 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
 
-    best = best_of(results, metric, mode, storage)
+    on_front = front_of(spec, results, trials_cb.states) if spec.several() else []
+    best = (champion_of(spec, results, on_front) if spec.several()
+            else best_of(results, metric, mode, storage, spec.champion_bounds()))
     outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
                       parent_run_id=parent, max_concurrent=max_concurrent,
-                      budget_ended=searcher.budget_ended)
+                      budget_ended=searcher.budget_ended,
+                      families={} if spec.model else family_bests(results, metric, mode),
+                      front=on_front)
+    if spec.several():
+        ended = [t for t, s in trials_cb.states.items() if s in ENDED and t in trials_cb.runs]
+        outbox.send(lambda: tracking.tag_front(
+            client, {t: trials_cb.runs[t] for t in ended}, {t.trial_id for t in on_front}))
     # Every trial's results reach MLflow before the champion is chosen there; a server that
     # is away is waited for, within a bound, rather than the champion dropped.
     wait_s = float(os.environ.get("RAYSEARCH_TRACKING_WAIT_S", TRACKING_WAIT_S))
@@ -332,7 +411,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
             outcome.promotion = outbox.call(lambda: tracking.promote(
                 client, spec.name, trials_cb.runs[best.trial_id], local, metric, mode,
                 best.value, {"search_run_id": parent, "trial_id": best.trial_id,
-                             "epoch": best.epoch, **outcome.test_metrics, **best.costs},
+                             "model": best.config.get(FAMILY, spec.model), "epoch": best.epoch,
+                             **outcome.test_metrics, **best.costs},
                 input_example(*data)),
                 wait_s, "to register the champion")
             with tempfile.TemporaryDirectory() as tmp:

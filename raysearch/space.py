@@ -8,7 +8,8 @@ from typing import Any
 
 import optuna
 
-from raysearch.spec import CategoricalParam, FloatParam, IntParam, Param, Spec
+from raysearch.models import MODELS
+from raysearch.spec import FAMILY, CategoricalParam, FloatParam, IntParam, Param, Spec
 
 
 def condition_holds(param: Param, values: dict[str, Any]) -> bool:
@@ -62,13 +63,17 @@ class DefineByRun:
         self.params = spec.params
         self.order = in_dependency_order(spec.params)
         self.fixed = dict(spec.fixed)
+        self.model = spec.model
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name in self.order:
             if condition_holds(self.params[name], values):
                 values[name] = suggest(trial, name, self.params[name])
-        return self.fixed  # OptunaSearch adds the suggested values itself
+        # OptunaSearch adds the suggested values itself; of the fixed ones, a search across
+        # families gives a trial those of its family (its MLflow run logs no other's)
+        takes = MODELS[values.get(FAMILY, self.model)].hyperparams.model_fields
+        return {name: value for name, value in self.fixed.items() if name in takes}
 
 
 def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
@@ -79,6 +84,11 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
         # multivariate + group: Optuna's advice for conditional (define-by-run) spaces
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True,
                                           group=True)
+    if kind == "nsga2":
+        # generations of a quarter of the search (Optuna's 50 would leave most searches with
+        # one random generation alone)
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=min(50, max(4, spec.search.trials // 4)))
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "cmaes":

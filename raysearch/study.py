@@ -13,7 +13,7 @@ time budget: past `search.time_budget_s` it proposes no more trials.
 
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch.job import TIME_LIMITED
+from raysearch.job import FAMILY, TIME_LIMITED
 from raysearch.spec import Spec, SpecError
+from raysearch.spec.sections import Bound
 from raysearch.warm_start import WarmTrials
 
 
@@ -52,10 +53,15 @@ class StudySearch(OptunaSearch):
     scheduler.max_trial_s);
     `fresh`: a new search, whose study replaces one of the same name (as its Tune experiment
     and its resume state do), rather than a resumed one; `warm`: earlier searches' trials, given
-    to a fresh study (warm_start.py)."""
+    to a fresh study (warm_start.py); `families`: the model families of a search across them,
+    each of which a fresh study tries once first (after `warm`'s, if none of those is of it),
+    so that none is judged by the sampler, or dropped by it, without a trial; `bounds`: the
+    spec's constraints, each ended trial's excess over which (from its last result) is its
+    constraint in the study (Optuna's `Trial.set_constraint`, which tpe, nsga2 and gp read)."""
 
     def __init__(self, url: str, name: str, stopped_early: Collection[str], fresh: bool,
-                 budget_s: float | None = None, warm: WarmTrials | None = None, **kwargs: Any):
+                 budget_s: float | None = None, warm: WarmTrials | None = None,
+                 families: Sequence[str] = (), bounds: Sequence[Bound] = (), **kwargs: Any):
         if url.startswith("sqlite:///"):  # its folder, once the search starts
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(url)
@@ -66,7 +72,11 @@ class StudySearch(OptunaSearch):
         super().__init__(storage=storage, study_name=name, **kwargs)
         if fresh and warm:  # what the sampler knows from its first proposal
             self._ot_study.add_trials(warm.trials)
-        self.stopped_early = stopped_early
+        tried = {point.get(FAMILY) for point in kwargs.get("points_to_evaluate") or ()}
+        for family in families if fresh else ():
+            if family not in tried:  # the family fixed, its params sampled
+                self._ot_study.enqueue_trial({FAMILY: family})
+        self.stopped_early, self.bounds = stopped_early, tuple(bounds)
         # search.time_budget_s, from this driver's start: past it no trial starts (Optuna's
         # `timeout`: the running ones finish), and Tune ends the search once they have
         self.budget_s, self.began, self.budget_ended = budget_s, time.monotonic(), False
@@ -96,6 +106,9 @@ class StudySearch(OptunaSearch):
         # too) as a result: it is the last intermediate value
         if result and not error:
             self.on_trial_result(trial_id, result)
+        if result and not error:  # Optuna's constraints (<= 0 met), which its samplers read
+            for bound in self.bounds:
+                self._ot_trials[trial_id].set_constraint(str(bound), bound.excess(result))
         stopped = trial_id in self.stopped_early or bool(result and result.get(TIME_LIMITED))
         if stopped and not error:
             ot_trial = self._ot_trials[trial_id]

@@ -38,6 +38,7 @@ from raysearch.storage import first_line
 TRIAL_TAG = "raysearch.trial_id"
 STATE_TAG = "raysearch.state"  # a TrialState
 ERROR_TAG = "raysearch.error"  # a failed trial's reason: its error's last line
+PARETO_TAG = "raysearch.pareto"  # several objectives: whether the trial is on the front
 RESTARTS_TAG = "raysearch.restarts"  # worker-group restarts after a failure (a lost worker)
 CHAMPION = "champion"
 SHA256_TAG = "sha256"  # a model version's tag per file: sha256.model.pt, sha256.config.json
@@ -74,6 +75,13 @@ def finish_search(client: MlflowClient, run_id: str, best: Any, metric: str,
                          params=[Param(f"best.{k}", str(v)) for k, v in best.config.items()],
                          tags=[RunTag("best_trial_id", best.trial_id)])
     client.set_terminated(run_id, status)
+
+
+def tag_front(client: MlflowClient, runs: dict[str, str], on_front: set[str]) -> None:
+    """`raysearch.pareto` on the ended trials' runs (`runs`: trial id -> run id): "true" for
+    those of the Pareto front, "false" for the others (a resumed search's front may differ)."""
+    for trial_id, run_id in runs.items():
+        client.set_tag(run_id, PARETO_TAG, str(trial_id in on_front).lower())
 
 
 def last_line(error: str) -> str:

@@ -31,7 +31,7 @@ from raysearch.fit import TrialContext
 from raysearch.fit.gradient import fit_gradient
 from raysearch.fit.ridge import fit_ridge
 from raysearch.job import End, Job, SearchSetup, Verdict
-from raysearch.models import MODELS
+from raysearch.models import hyperparams_of
 from raysearch.trial_checkpoints import TrialCheckpoints
 
 
@@ -123,8 +123,7 @@ def train(job: Job, setup: SearchSetup, data: tuple, probe: Callable[[], torch.T
     splits, info = data
     inputs = probe()
     costs = Costs(device, inputs) if rank == 0 else None
-    family = MODELS[setup.model]
-    hp = family.hyperparams(**job.config)
+    family, hp = hyperparams_of(job.config, setup.model)
     fresh_start(hp.seed)
     model = family.build(hp, info).to(device)
     store = TrialCheckpoints(setup.trial_dir(job.trial_id), setup.metric, setup.mode)
@@ -141,7 +140,7 @@ def train(job: Job, setup: SearchSetup, data: tuple, probe: Callable[[], torch.T
             if state is not None and family.fit == "gradient":
                 model.load_state_dict(checkpoint.load_weights(folder))
         history = state.pop("history", []) if state else []
-    reports = Reports(job, setup, dispatcher, rank, store, history, info, costs)
+    reports = Reports(job, setup, family.name, dispatcher, rank, store, history, info, costs)
     for entry in history:
         if reports.replay(entry):
             return None
@@ -155,11 +154,13 @@ class Reports:
     """A trial's reports: rank 0 writes each epoch's checkpoint and tells the dispatcher, and
     every rank hears whether the trial stops (at a rung, after the scheduler has judged it)."""
 
-    def __init__(self, job: Job, setup: SearchSetup, dispatcher: "ray.actor.ActorHandle",
-                 rank: int, store: TrialCheckpoints, history: list[dict[str, Any]],
-                 info: DataInfo, costs: Costs | None) -> None:
-        """`costs`: rank 0's, reported with every epoch's metrics."""
+    def __init__(self, job: Job, setup: SearchSetup, family: str,
+                 dispatcher: "ray.actor.ActorHandle", rank: int, store: TrialCheckpoints,
+                 history: list[dict[str, Any]], info: DataInfo, costs: Costs | None) -> None:
+        """`family`: the trial's model family; `costs`: rank 0's, reported with every epoch's
+        metrics."""
         self.job, self.setup, self.dispatcher, self.rank = job, setup, dispatcher, rank
+        self.family = family
         self.store, self.info, self.costs = store, info, costs
         self.history = list(history)  # every epoch reported so far, as reported
 
@@ -172,7 +173,7 @@ class Reports:
             self.history.append(entry)
             try:
                 self.store.save(epoch, lambda folder: checkpoint.save(
-                    folder, self.setup.model, model, metrics,
+                    folder, self.family, model, metrics,
                     {**train_state, "history": self.history}, self.info.task,
                     self.info.photo_reading(), self.info.classes), self.history)
             except OSError as e:  # pyarrow's: a full disk, a bucket that is away

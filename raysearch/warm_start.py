@@ -45,9 +45,9 @@ def warm_trials(spec: Spec, tracking_uri: str) -> WarmTrials | None:
         except ReportError as e:
             raise SpecError(f"{key}: {e}") from None
         info = record.info
-        if (info.metric, info.mode) != (spec.objective.metric, spec.objective.mode):
+        if (info.metric, info.mode) != (spec.ranking().metric, spec.ranking().mode):
             raise SpecError(f"{key}: search {name!r} searched for {info.mode} {info.metric}, "
-                            f"this one for {spec.objective.mode} {spec.objective.metric}: "
+                            f"this one for {spec.ranking().mode} {spec.ranking().metric}: "
                             "their values do not compare")
         for param in sorted(set(ours) | set(info.distributions)):
             theirs, mine = info.distributions.get(param), ours.get(param)
@@ -59,5 +59,5 @@ def warm_trials(spec: Spec, tracking_uri: str) -> WarmTrials | None:
             trial.user_attrs["search"] = name  # beside its trial_id and run_id there
             trials.append(trial)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    done.sort(key=lambda t: t.value, reverse=spec.objective.mode == "max")
+    done.sort(key=lambda t: t.value, reverse=spec.ranking().mode == "max")
     return WarmTrials(trials, [dict(t.params) for t in done[:warm.top]])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import optuna
 import pytest
 import torch
 from helpers import (
@@ -18,13 +19,15 @@ from helpers import (
 )
 from mlflow import MlflowClient
 from PIL import Image
+from ray.tune.experiment import Trial
 
 import raysearch
-from raysearch import search
+from raysearch import checkpoint, search
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
+from raysearch.early_stop import PostingASHA
 from raysearch.evaluate import input_example
-from raysearch.spec import load_spec
+from raysearch.spec import load_spec, resolve_space
 
 SPACE = """\
     name: {name}
@@ -130,7 +133,7 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
     assert outcome.count("completed") == 1, outcome.errors
     value = outcome.best.value
-    assert value > good if spec.objective.mode == "max" else value < good, value
+    assert value > good if spec.ranking().mode == "max" else value < good, value
     assert outcome.promotion.champion and outcome.test_metrics
     assert_nothing_left_running()
 
@@ -140,12 +143,12 @@ def test_a_family_trains_in_a_real_search(case, ray_cluster, tmp_path, tracking_
     model = raysearch.load(mlflow.artifacts.download_artifacts(version.source))
     x = input_example(*DATASETS[spec.data.name].load(spec.data_options()))
     expected = model(torch.as_tensor(x))
-    expected = expected.softmax(-1) if spec.objective.metric == "val_accuracy" else expected
+    expected = expected.softmax(-1) if spec.ranking().metric == "val_accuracy" else expected
     served = mlflow.pyfunc.load_model(f"models:/{case}@champion")
     assert np.allclose(served.predict(x), expected.detach().numpy(), atol=1e-5)
     # and its diagnostics on the test split are in the search's run
     expected = {"val_accuracy": ["classification_report.txt", "confusion_matrix.png"],
-                "val_r2": ["prediction_error.png"]}.get(spec.objective.metric, ["forecast.png"])
+                "val_r2": ["prediction_error.png"]}.get(spec.ranking().metric, ["forecast.png"])
     assert sorted(diagnostics(tracking_uri, outcome.parent_run_id)) == expected
 
     # what the trial's model costs is in its run; an ESN trains its readout alone
@@ -174,4 +177,74 @@ def test_a_streamed_set_a_worker_cannot_reach_fails_its_trial_in_one_line(
     assert reason.startswith(f"DataError: {folder}/x.npy: no such file on "), reason
     assert "storage every node mounts" in reason
     assert moved.exists()
+    assert_nothing_left_running()
+
+
+class Posted:
+    """The dispatcher's `post` as the scheduler calls it: the decisions it was told."""
+
+    def __init__(self) -> None:
+        self.post, self.decisions = self, []
+
+    def remote(self, trial_id: str, epoch: int, stop: bool) -> None:
+        self.decisions.append((trial_id, epoch, stop))
+
+
+def test_asha_compares_a_trial_at_a_rung_with_its_own_family_alone():
+    posted = Posted()
+    asha = PostingASHA(posted, "epoch", max_t=9, stopped_early=set(), grace_period=1,
+                       reduction_factor=3)
+    asha.set_search_properties("val_accuracy", "max")
+    trials = {tid: Trial("trainable", config={"model": family}, stub=True, trial_id=tid)
+              for tid, family in [("e1", "esn"), ("l1", "lstm"), ("l2", "lstm"), ("e2", "esn")]}
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+    at_rung = {"e1": 0.9, "l1": 0.3, "l2": 0.2, "e2": 0.8}  # epoch 1: ASHA's first rung
+    decisions = {tid: asha.on_trial_result(None, trials[tid], {"epoch": 1, "val_accuracy": v})
+                 for tid, v in at_rung.items()}
+    # the first LSTM goes on though the ESN before it scored higher; the second LSTM is
+    # stopped by the first, the second ESN by the first ESN
+    assert decisions == {"e1": "CONTINUE", "l1": "CONTINUE", "l2": "STOP", "e2": "STOP"}
+    assert asha.stopped_early == {"l2", "e2"}
+    assert posted.decisions == [("e1", 1, False), ("l1", 1, False), ("l2", 1, True),
+                                ("e2", 1, True)]
+
+
+def test_three_families_in_one_search(ray_cluster, tmp_path, tracking_uri):
+    """The ready space of an ESN, an LSTM and a GRU on seq_digits, made small: every family is
+    tried first, each trial has its own family's params, ASHA stops a trial only for its own
+    family's better trials, the champion is the best family's and loads."""
+    spec = load_spec(resolve_space("families"), [
+        "search.trials=7", "scheduler.max_t=3", "params.units.high=200",
+        "params.hidden_size.choices=[16, 32]"], name="families-3")
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
+    assert outcome.count("failed") == 0, outcome.errors
+    client = MlflowClient(tracking_uri)
+    runs = sorted(child_runs(client, outcome), key=lambda r: r.info.start_time)
+    families = [run.data.params["model"] for run in runs]
+    assert len(runs) == 7 and families[:3] == ["esn", "lstm", "gru"]
+    for run in runs:
+        esn = run.data.params["model"] == "esn"
+        assert ("units" in run.data.params) == esn and ("lr" in run.data.params) == (not esn)
+    # the first trial of a family meets no rung record of its own, so it is never stopped
+    firsts = {family: runs[families.index(family)] for family in ("esn", "lstm", "gru")}
+    assert all(run.data.tags["raysearch.state"] == "completed" for run in firsts.values())
+    assert set(outcome.families) == {"esn", "lstm", "gru"}
+
+    # the champion is the best family's, its registered version says which, and it loads
+    best_family = outcome.best.config["model"]
+    assert next(iter(outcome.families)) == best_family
+    version = client.get_model_version_by_alias("families-3", "champion")
+    assert version.tags["model"] == best_family
+    folder = mlflow.artifacts.download_artifacts(version.source, tracking_uri=tracking_uri)
+    assert checkpoint.read_config(checkpoint.model_folder(folder))["model"] == best_family
+    model = raysearch.load(folder)
+    x = input_example(*DATASETS["seq_digits"].load(spec.data_options()))
+    assert model(torch.as_tensor(x)).shape == (2, 10)
+    # the study holds each trial's family as a param; the report compares the families
+    db = tmp_path / "results" / "families-3" / "optuna.db"
+    study = optuna.load_study(study_name="families-3", storage=f"sqlite:///{db}")
+    assert [t.params["model"] for t in study.trials] == families
+    page = Path(outcome.report).read_text()
+    assert "Model families compared" in page
     assert_nothing_left_running()

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from raysearch.space import DefineByRun, make_sampler
-from raysearch.spec import load_spec
+from raysearch.spec import load_spec, resolve_space
 
 SPACE = """\
     name: conditional
@@ -49,3 +49,17 @@ def test_conditional_params_are_sampled_only_when_their_condition_holds(sampler,
 def test_a_seeded_sampler_repeats_its_suggestions(write_spec):
     spec = load_spec(write_spec(SPACE.replace("SAMPLER", "tpe")))
     assert sample(spec, 15) == sample(spec, 15)
+
+
+def test_a_trial_of_a_search_across_families_has_its_family_s_params_alone():
+    spec = load_spec(resolve_space("families"), ["search.sampler=random"])
+    configs = sample(spec, 30)
+    assert {c["model"] for c in configs} == {"esn", "lstm", "gru"}
+    for config in configs:
+        esn = config["model"] == "esn"
+        assert ("units" in config and "spectral_radius" in config) == esn
+        assert ("lr" in config and "hidden_size" in config) == (not esn)
+        # of the fixed values, those its family takes
+        fixed = {name: config[name] for name in set(config) - set(spec.params)}
+        assert fixed == ({"washout": 0} if esn else
+                         {"optimizer": "adam", "batch_size": 64, "lr_schedule": "cosine"})

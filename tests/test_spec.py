@@ -7,16 +7,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raysearch import spec as spec_module
+from raysearch.models import hyperparams_of
 from raysearch.spec import (
     CategoricalParam,
     FloatParam,
     IntParam,
     SpecError,
     load_spec,
+    ready,
     ready_spaces,
     resolve_space,
 )
+from raysearch.spec.yaml_lines import Loader
 
 CNN = """\
 name: cnn-digits
@@ -56,6 +58,33 @@ params:
   ridge:           {type: float, low: 1e-9, high: 1e-2, log: true}
 fixed:
   washout: 100
+"""
+
+FAMILIES = """\
+name: families
+data: {name: seq_digits}
+objective: {metric: val_accuracy, mode: max}
+params:
+  model:  {type: categorical, choices: [esn, lstm, gru]}
+  units:  {type: int, low: 50, high: 500, when: {model: esn}}
+  lr:     {type: float, low: 1e-4, high: 1e-2, log: true, when: {model: [lstm, gru]}}
+  hidden_size: {type: categorical, choices: [16, 32], when: {model: [lstm, gru]}}
+  num_layers:  {type: int, low: 1, high: 2, when: {hidden_size: 32}}
+  seed:   {type: int, low: 0, high: 3}
+fixed: {washout: 0, batch_size: 32}
+"""
+
+OBJECTIVES = """\
+name: small-and-good
+model: cnn
+data: {name: digits}
+objective:
+  - {metric: val_accuracy, mode: max}
+  - {metric: latency_ms, mode: min}
+constraints: ["params_total <= 2e6"]
+champion: {metric: val_accuracy, where: ["latency_ms <= 5"]}
+params:
+  lr: {type: float, low: 1e-4, high: 1e-1, log: true}
 """
 
 
@@ -99,13 +128,13 @@ def test_an_esn_spec_loads_and_reads_1e_9_as_a_float(tmp_path):
     ("-1e-3", -1e-3), ("3", 3), ("1.0.0", "1.0.0"), ("1e", "1e"), (".", "."),
 ])
 def test_yaml_reads_exponents_as_floats(text, value):
-    loaded = yaml.load(f"a: {text}", Loader=spec_module._Loader)["a"]
+    loaded = yaml.load(f"a: {text}", Loader=Loader)["a"]
     assert loaded == value and type(loaded) is type(value)
 
 
 def test_hyperparams_puts_sampled_values_over_fixed_ones(tmp_path):
     spec = load_spec(write(tmp_path, ESN))
-    hp = spec.hyperparams({"units": 300, "ridge": 1e-6})
+    _, hp = hyperparams_of({**spec.fixed, "units": 300, "ridge": 1e-6}, spec.model)
     assert (hp.units, hp.ridge, hp.washout, hp.leak_rate) == (300, 1e-6, 100, 0.3)
 
 
@@ -115,6 +144,35 @@ def test_a_when_chain_without_a_cycle_is_fine(tmp_path):
                        "  weight_decay: {type: float, low: 0, high: 0.1, "
                        "when: {lr_schedule: [cosine, none]}}\n")
     assert load_spec(write(tmp_path, text)).params["weight_decay"].when is not None
+
+
+def test_a_search_across_families_gives_each_its_params_and_fixed_values(tmp_path):
+    spec = load_spec(write(tmp_path, FAMILIES))
+    assert spec.model is None and spec.families() == ("esn", "lstm", "gru")
+    assert spec.models_text() == "esn | lstm | gru"
+    # a fixed value goes to the families that take it
+    esn, esn_hp = hyperparams_of({**spec.fixed, "model": "esn", "units": 80}, spec.model)
+    gru, gru_hp = hyperparams_of({**spec.fixed, "model": "gru", "lr": 1e-3}, spec.model)
+    assert (esn.name, esn_hp.units, esn_hp.washout) == ("esn", 80, 0)
+    assert (gru.name, gru_hp.lr, gru_hp.batch_size) == ("gru", 1e-3, 32)
+
+
+def test_several_objectives_with_constraints_and_a_champion_rule(tmp_path):
+    spec = load_spec(write(tmp_path, OBJECTIVES))
+    assert spec.several() and [o.metric for o in spec.objective] == ["val_accuracy",
+                                                                     "latency_ms"]
+    assert spec.ranking().metric == "val_accuracy"
+    (bound,) = spec.bounds()
+    assert (bound.metric, bound.op, bound.value) == ("params_total", "<=", 2e6)
+    assert bound.excess({"params_total": 1.5e6}) < 0 < bound.excess({"params_total": 3e6})
+    assert [str(b) for b in spec.champion_bounds()] == ["latency_ms <= 5"]
+    # the champion's metric defaults to the first objective, its bounds to the constraints
+    spec = load_spec(write(tmp_path, OBJECTIVES.replace(
+        'champion: {metric: val_accuracy, where: ["latency_ms <= 5"]}\n', "")))
+    assert spec.ranking().metric == "val_accuracy"
+    assert [str(b) for b in spec.champion_bounds()] == ["params_total <= 2e+06"]
+    # one objective is a mapping, or a list of one
+    assert not load_spec(write(tmp_path, CNN)).several()
 
 
 def test_empty_sections_mean_their_defaults(tmp_path):
@@ -221,6 +279,69 @@ BROKEN = [
      "fixed.leak_rate", "finite number"),
     ("negative gpus", ESN, ("gpus_per_worker: 0}", "gpus_per_worker: -1}"),
      "resources.gpus_per_worker", "greater than or equal to 0"),
+    # a search across model families (params.model)
+    ("a param a searched family does not take", FAMILIES,
+     ("low: 1e-4, high: 1e-2, log: true, when: {model: [lstm, gru]}}", "low: 1e-4, high: 1e-2, "
+      "log: true}  # <-"), "params.lr", "model 'esn' does not take 'lr': limit it with when: "
+     "{model: [lstm, gru]}"),
+    ("a param no searched family takes", FAMILIES, ("  seed:", "  filters: {type: int, low: 1, "
+                                                    "high: 2}  # <-\n  seed:"),
+     "params.filters", "unknown hyperparameter for models esn, lstm, gru"),
+    ("a fixed value no searched family takes", FAMILIES, ("fixed: {washout: 0,",
+                                                          "fixed: {washot: 0,"),
+     "fixed.washot", "did you mean 'washout'?"),
+    ("a fixed value a family refuses", FAMILIES, ("fixed: {washout: 0,", "fixed: {washout: -1,"),
+     "fixed.washout", "greater than or equal to 0"),
+    ("a value a family refuses", FAMILIES, ("low: 50, high: 500,", "low: 1, high: 500,"),
+     "params.units.low", "greater than or equal to 2"),
+    ("an unknown family", FAMILIES, ("choices: [esn, lstm, gru]}", "choices: [esn, lsmt, gru]}"),
+     "params.model.choices.1", "did you mean 'lstm'?"),
+    ("a family that cannot learn the data", FAMILIES, ("choices: [esn, lstm, gru]}",
+                                                       "choices: [esn, lstm, gru, cnn]}"),
+     "params.model.choices.3", "model 'cnn' needs image data"),
+    ("both model and params.model", FAMILIES, ("data:", "model: esn  # <-\ndata:"),
+     "model", "give either model or params.model"),
+    ("a searched family under a condition", FAMILIES, ("choices: [esn, lstm, gru]}",
+                                                       "choices: [esn, lstm, gru], when: "
+                                                       "{seed: 1}}"),
+     "params.model.when", "cannot depend on another param"),
+    ("a condition on a family not searched", FAMILIES, ("when: {model: esn}}",
+                                                        "when: {model: fcn}}"),
+     "params.units.when.model", "'fcn' is not a choice of 'model'"),
+    # num_layers is sampled when hidden_size is, which only the LSTM and GRU sample
+    ("a condition that leaves a family", FAMILIES, ("when: {hidden_size: 32}}",
+                                                    "when: {hidden_size: 32, model: esn}}"),
+     "params.num_layers.when", "no model family of the search samples it"),
+    # several objectives
+    ("an objective not reported", OBJECTIVES, ("{metric: latency_ms,", "{metric: latncy_ms,"),
+     "objective.1.metric", "does not report 'latncy_ms'"),
+    ("an objective twice", OBJECTIVES, ("{metric: latency_ms, mode: min}",
+                                        "{metric: val_accuracy, mode: min}"),
+     "objective.1.metric", "an objective already"),
+    ("an objective's unknown key", OBJECTIVES, ("{metric: latency_ms, mode: min}",
+                                                "{metric: latency_ms, mode: min, weight: 2}"),
+     "objective.1.weight", "unknown key"),
+    ("cmaes on several objectives", OBJECTIVES, ("params:", "search: {sampler: cmaes}  # <-\n"
+                                                 "params:"),
+     "search.sampler", "cmaes searches one objective"),
+    ("a constraint that does not parse", OBJECTIVES, ('["params_total <= 2e6"]',
+                                                      '["params_total < 2e6"]'),
+     "constraints.0", "expected 'METRIC <= NUMBER'"),
+    ("a constraint on no metric", OBJECTIVES, ('["params_total <= 2e6"]',
+                                               '["params <= 2e6"]'),
+     "constraints.0", "did you mean 'params_total'?"),
+    ("a champion metric that is no objective", OBJECTIVES, ("champion: {metric: val_accuracy,",
+                                                            "champion: {metric: val_loss,"),
+     "champion.metric", "'val_loss' is not an objective"),
+    ("a champion bound that does not parse", OBJECTIVES, ('where: ["latency_ms <= 5"]',
+                                                          'where: ["latency_ms <= fast"]'),
+     "champion.where.0", "expected 'METRIC <= NUMBER'"),
+    ("a warm start of several objectives", OBJECTIVES, ("params:", "search: {warm_start: {from: "
+                                                        "[a]}}  # <-\nparams:"),
+     "search.warm_start", "a search of several starts without one"),
+    ("a single objective's missing mode", CNN, ("{metric: val_accuracy, mode: max}",
+                                                "{metric: val_accuracy}"),
+     "objective.mode", "missing required key"),
     # trials share the search's warm pools, which have one shape
     ("a searched resource", ESN, ("  ridge:", "  workers: {type: int, low: 1, high: 2}  # <-\n"
                                             "  ridge:"),
@@ -247,6 +368,12 @@ def test_a_broken_spec_is_one_line_naming_file_line_and_key(tmp_path, case, base
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(f"{path}:{line}: {key}: "), message
     assert words in message, message
+
+
+def test_a_spec_without_a_model_says_how_to_give_one(tmp_path):
+    message = error_of(write(tmp_path, ESN.replace("model: esn\n", "")))
+    assert message == (f"{tmp_path / 'space.yaml'}: model: missing required key (a model "
+                       "family, or params.model to search across families)")
 
 
 def test_a_missing_top_level_key_has_no_line(tmp_path):
@@ -332,7 +459,7 @@ def spaces(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     write(folder, ESN, "esn.yaml")
     write(folder, CNN, "cnn.yaml")
-    monkeypatch.setattr(spec_module, "SPACES_DIR", folder)
+    monkeypatch.setattr(ready, "SPACES_DIR", folder)
     return folder
 
 

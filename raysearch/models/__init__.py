@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from raysearch.data.base import DataInfo
+from raysearch.job import FAMILY
 from raysearch.models import cnn, esn, fcn, mlp, resnet, rnn, zoo
 
 
@@ -56,3 +57,12 @@ MODELS: dict[str, ModelFamily] = {
         "gradient", mlp.build, mlp.MLP,
     ),
 }
+
+
+def hyperparams_of(config: dict[str, Any], model: str | None) -> tuple[ModelFamily, BaseModel]:
+    """A trial's family and hyperparameters from its `config` (the spec's fixed values with the
+    sampled ones over them): the family its `model` key names (a search across families), else
+    `model`; of the rest, the names that family takes (a fixed value may be another family's)."""
+    family = MODELS[config.get(FAMILY, model)]
+    return family, family.hyperparams(**{k: v for k, v in config.items()
+                                         if k in family.hyperparams.model_fields})

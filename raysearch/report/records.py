@@ -42,8 +42,8 @@ class SearchInfo:
 
     @classmethod
     def of(cls, spec: Spec) -> "SearchInfo":
-        return cls(spec.name, spec.model, spec.data.name, dict(spec.data.options),
-                   spec.objective.metric, spec.objective.mode, spec.scheduler.max_t,
+        return cls(spec.name, spec.models_text(), spec.data.name, dict(spec.data.options),
+                   spec.ranking().metric, spec.ranking().mode, spec.scheduler.max_t,
                    {name: distribution(p) for name, p in spec.params.items()}, dict(spec.fixed))
 
     def to_json(self) -> dict[str, Any]:

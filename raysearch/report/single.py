@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from mlflow import MlflowClient
 from optuna.trial import TrialState as OptunaState
 
-from raysearch.job import TrialState
+from raysearch.job import FAMILY, TrialState
 from raysearch.report import html
 from raysearch.report.records import SearchRecord
 from raysearch.report.study import study_of
@@ -45,6 +45,30 @@ def top_table(record: SearchRecord) -> str:
             for t in ranked]
     return html.table(["trial", "state", info.metric, "at epoch", "epochs", *params, *costs],
                       rows)
+
+
+def family_table(record: SearchRecord) -> str | None:
+    """A search across model families: each family's trials and its best, best family first;
+    None for a search of one family."""
+    info = record.info
+    choices = getattr(info.distributions.get(FAMILY), "choices", None)
+    if not choices:
+        return None
+    costs = [c for c in ("params_total", "latency_ms") if any(c in t.costs for t in record.trials)]
+    rows = []
+    for family in choices:
+        trials = [t for t in record.trials if t.params.get(FAMILY) == family]
+        ranked = [t for t in record.ranked() if t.params.get(FAMILY) == family]
+        counts = [sum(t.state == s.value for t in trials) for s in
+                  (TrialState.COMPLETED, TrialState.STOPPED_EARLY, TrialState.FAILED)]
+        best = ranked[0] if ranked else None
+        epoch, value = best.best(info.mode) if best else (None, None)
+        rows.append([family, len(trials), *counts, value, best and best.trial_id, epoch,
+                     *[best and best.costs.get(c) for c in costs]])
+    sign = -1 if info.mode == "max" else 1
+    rows.sort(key=lambda r: (r[5] is None, sign * r[5] if r[5] is not None else 0))
+    return html.table(["model", "trials", "completed", "stopped early", "failed",
+                       f"best {info.metric}", "best trial", "at epoch", *costs], rows)
 
 
 def learning_curves(record: SearchRecord) -> go.Figure:
@@ -124,7 +148,9 @@ def write(client: MlflowClient, record: SearchRecord, out: Path) -> Path:
         study = study_of(record)
     finally:
         optuna_logger.setLevel(level)
+    families = family_table(record)
     sections = [
+        *([html.section("Model families compared", families)] if families else []),
         html.section(f"Top {TOP} trials", top_table(record)),
         html.section("Learning curves", html.figure(learning_curves(record))),
         *optuna_plots(study, record.info.metric, [v for t in record.trials for _, v in t.curve]),
