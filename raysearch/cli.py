@@ -269,6 +269,9 @@ def logs(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists 
         fail(f"{job}: {str(e).splitlines()[0]}")
 
 
+STOP_WAIT_S = 120  # how long `raysearch stop` waits to say the job stopped
+
+
 @app.command()
 def stop(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists it"),
          address: str = AddressOption) -> None:
@@ -279,7 +282,11 @@ def stop(job: str = typer.Argument(..., help="Job id, as `raysearch jobs` lists 
     try:
         client = remote.connect(address)
         client.stop_job(job)
-        console.print(f"job {job}: {remote.wait(client, job)}")
+        # a stopping search saves Tune's state, marks its runs and stops its pools: seconds on
+        # a quiet head, more than 30 on a busy one (2 cores running the trials)
+        status = remote.wait(client, job, timeout_s=STOP_WAIT_S)
+        console.print(f"job {job}: {status}" + ("" if status in ("STOPPED", "SUCCEEDED", "FAILED")
+                                                 else " (still stopping: see raysearch jobs)"))
     except remote.ClusterError as e:
         fail(str(e))
     except RuntimeError as e:

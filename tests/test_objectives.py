@@ -3,12 +3,13 @@ gloo trials, a real Optuna study in SQLite and a real MLflow store. The Pareto f
 stops and the champion are checked against what the runs logged."""
 
 import math
+from pathlib import Path
 
 import optuna
 from helpers import assert_nothing_left_running, child_runs
 from mlflow import MlflowClient
 
-from raysearch import search, tracking
+from raysearch import cli, search, tracking
 from raysearch.moasha import MOASHA, pareto_ranks
 from raysearch.spec import load_spec
 
@@ -37,8 +38,8 @@ def dominated(point: tuple[float, float], by: list[tuple[float, float]]) -> bool
 
 def test_a_two_objective_search_keeps_its_pareto_front(ray_cluster, tmp_path, tracking_uri,
                                                        write_spec):
-    outcome = search.run(load_spec(write_spec(TWO_OBJECTIVES)), tracking_uri,
-                         str(tmp_path / "results"))
+    spec = load_spec(write_spec(TWO_OBJECTIVES))
+    outcome = search.run(spec, tracking_uri, str(tmp_path / "results"))
     assert outcome.count("failed") == 0, outcome.errors
     client = MlflowClient(tracking_uri)
     runs = sorted(child_runs(client, outcome), key=lambda r: r.info.start_time)
@@ -74,6 +75,11 @@ def test_a_two_objective_search_keeps_its_pareto_front(ray_cluster, tmp_path, tr
     assert outcome.best.trial_id == best and outcome.promotion.champion
     version = client.get_model_version_by_alias("accuracy-and-size", "champion")
     assert version.tags["trial_id"] == best
+    # the summary lists the front, the champion marked
+    with cli.console.capture() as shown:
+        cli.show(outcome, spec)
+    assert "Pareto front" in shown.get() and f"{best} (champion)" in shown.get()
+    assert all(trial_id in shown.get() for trial_id in front)
 
     # the study: two directions, each ended trial's values, the constraint's excess
     study = optuna.load_study(
@@ -88,6 +94,9 @@ def test_a_two_objective_search_keeps_its_pareto_front(ray_cluster, tmp_path, tr
         assert math.isclose(trial.constraints["params_total <= 6000"], size - 6000)
         if not stopped:
             assert trial.values == list(at(run, 3))
+    # the report lists the front and draws Optuna's Pareto-front plot of it
+    page = Path(outcome.report).read_text()
+    assert f"Pareto front ({len(front)} trials" in page and "Pareto-front Plot" in page
     assert_nothing_left_running()
 
 

@@ -39,12 +39,15 @@ class SearchInfo:
     max_t: int
     distributions: dict[str, optuna.distributions.BaseDistribution]  # the searched params
     fixed: dict[str, Any]
+    # several objectives: each one's [metric, mode] (`metric` and `mode` above rank the trials)
+    objectives: list[list[str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, spec: Spec) -> "SearchInfo":
         return cls(spec.name, spec.models_text(), spec.data.name, dict(spec.data.options),
                    spec.ranking().metric, spec.ranking().mode, spec.scheduler.max_t,
-                   {name: distribution(p) for name, p in spec.params.items()}, dict(spec.fixed))
+                   {name: distribution(p) for name, p in spec.params.items()}, dict(spec.fixed),
+                   [[o.metric, o.mode] for o in spec.objective] if spec.several() else [])
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "distributions": {
@@ -81,6 +84,8 @@ class TrialRecord:
     restarts: int = 0
     costs: dict[str, float] = field(default_factory=dict)  # COST_METRICS, at its last epoch
     error: str = ""
+    finals: dict[str, float] = field(default_factory=dict)  # each objective at its last epoch
+    pareto: bool = False  # several objectives: on the Pareto front (raysearch.pareto)
 
     @property
     def epochs(self) -> int:
@@ -153,7 +158,9 @@ def load(client: MlflowClient, name: str, run_id: str | None = None) -> SearchRe
             params={k: info.parse(k, v) for k, v in child.data.params.items()},
             curve=curve, restarts=int(tags.get(tracking.RESTARTS_TAG, 0)),
             costs={k: metrics[k] for k in COST_METRICS if k in metrics},
-            error=tags.get(tracking.ERROR_TAG, "")))
+            error=tags.get(tracking.ERROR_TAG, ""),
+            finals={m: metrics[m] for m, _ in info.objectives if m in metrics},
+            pareto=tags.get(tracking.PARETO_TAG) == "true"))
     test = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
     return SearchRecord(info, run.info.run_id, run.info.status, trials,
                         run.data.tags.get("best_trial_id"), test)
@@ -172,6 +179,8 @@ def rows(record: SearchRecord) -> list[dict[str, Any]]:
             **{p: t.params.get(p) for p in params},
             f"{metric}_best": best[1] if best else None, "best_epoch": best[0] if best else None,
             f"{metric}_last": t.last, "epochs": t.epochs, "restarts": t.restarts,
+            **({f"{m}_last": t.finals.get(m) for m, _ in record.info.objectives}
+               | {"pareto": t.pareto} if record.info.objectives else {}),
             **{c: t.costs.get(c) for c in COST_METRICS}, "error": t.error})
     return out
 

@@ -2,6 +2,7 @@
 its study, and the champion's diagnostics."""
 
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,28 @@ def family_table(record: SearchRecord) -> str | None:
     rows.sort(key=lambda r: (r[5] is None, sign * r[5] if r[5] is not None else 0))
     return html.table(["model", "trials", "completed", "stopped early", "failed",
                        f"best {info.metric}", "best trial", "at epoch", *costs], rows)
+
+
+def pareto_section(record: SearchRecord) -> str | None:
+    """Several objectives: Optuna's Pareto-front plot of the trials that ran to the end (at
+    their last epoch) and the front's trials; None for one objective."""
+    objectives = record.info.objectives
+    if not objectives:
+        return None
+    metrics = [m for m, _ in objectives]
+    study = optuna.create_study(directions=["minimize" if mode == "min" else "maximize"
+                                            for _, mode in objectives])
+    for t in record.trials:
+        if t.state == TrialState.COMPLETED.value and all(
+                math.isfinite(t.finals.get(m, math.nan)) for m in metrics):
+            study.add_trial(optuna.trial.create_trial(
+                values=[t.finals[m] for m in metrics], user_attrs={"trial_id": t.trial_id}))
+    front = [t for t in record.trials if t.pareto]
+    parts = [html.table(["trial", *metrics], [[t.trial_id, *[t.finals.get(m) for m in metrics]]
+                                              for t in front])]
+    if 2 <= len(metrics) <= 3 and study.trials:
+        parts.append(html.figure(vis.plot_pareto_front(study, target_names=metrics)))
+    return html.section(f"Pareto front ({len(front)} trials, tagged raysearch.pareto)", *parts)
 
 
 def learning_curves(record: SearchRecord) -> go.Figure:
@@ -148,8 +171,9 @@ def write(client: MlflowClient, record: SearchRecord, out: Path) -> Path:
         study = study_of(record)
     finally:
         optuna_logger.setLevel(level)
-    families = family_table(record)
+    families, front = family_table(record), pareto_section(record)
     sections = [
+        *([front] if front else []),
         *([html.section("Model families compared", families)] if families else []),
         html.section(f"Top {TOP} trials", top_table(record)),
         html.section("Learning curves", html.figure(learning_curves(record))),
