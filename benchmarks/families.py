@@ -17,6 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# as raysearch's own instance (_ray.py); before Ray is imported, which reads it once
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import ray  # noqa: E402
 import yaml  # noqa: E402
@@ -53,7 +55,6 @@ def main() -> None:
                         help="key.path=value for every search (as raysearch tune --set)")
     args = parser.parse_args()
     quiet_libraries()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as raysearch's own instance (quiet.py)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
              logging_level=QUIET_LEVEL)
     overrides = [f"search.trials={args.trials}", *args.overrides]
@@ -71,8 +72,9 @@ def main() -> None:
             outcome = search.run(load_spec(path, overrides), tracking, storage)
             rows.append((family, outcome, time.perf_counter() - began))
     ray.shutdown()
-    print(f"seq_digits, {args.trials} trials per search {args.overrides or ''}: the best "
-          "val_accuracy of each family")
+    changed = f" ({' '.join(args.overrides)})" if args.overrides else ""
+    print(f"seq_digits, {args.trials} trials per search{changed}: the best val_accuracy of "
+          "each family")
     print(f"{'family':7} {'in the 3-family search':>22} {'(its trials)':>12} {'alone':>7} "
           f"{'alone: wall s':>13}")
     for family, outcome, wall in rows:

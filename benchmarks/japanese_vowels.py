@@ -20,6 +20,8 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# as raysearch's own instance (_ray.py); before Ray is imported, which reads it once
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
@@ -106,7 +108,6 @@ def main() -> None:
     parser.add_argument("families", nargs="*", default=list(PARAMS))
     args = parser.parse_args()
     quiet_libraries()
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # as raysearch's own instance (quiet.py)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1",
              logging_level=QUIET_LEVEL)
     rows = []
