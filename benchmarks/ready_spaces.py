@@ -81,8 +81,8 @@ def main() -> None:
     ray.shutdown()
     print(f"{'space':10} {'model on data':24} {'done/early/failed':>17} {'wall s':>7}  result")
     for name, spec, counts, result, wall in rows:
-        print(f"{name:10} {spec.model + ' on ' + spec.data.name:24} {counts or 'not run':>17} "
-              f"{wall:7.0f}  {result}")
+        what = f"{spec.models_text()} on {spec.data.name}"
+        print(f"{name:10} {what:24} {counts or 'not run':>17} {wall:7.0f}  {result}")
 
 
 if __name__ == "__main__":

@@ -196,9 +196,12 @@ def tune(
     show(outcome, spec)
     if started_here:
         shut_down(ray)
-    if outcome.best is None and outcome.errors:
+    failed = outcome.count("failed")
+    if outcome.best is None and outcome.errors and failed == len(outcome.states):
         trial_id, reason = next(iter(outcome.errors.items()))
         fail(f"every trial failed; the first, trial {trial_id}: {reason}", 1)
+    if outcome.best is None and spec.several() and not outcome.front:
+        fail("no trial ran to max_t, so the Pareto front is empty: nothing was registered", 1)
     if outcome.best is None and spec.champion_bounds():
         fail("no trial meets " + " and ".join(map(str, spec.champion_bounds()))
              + (" on the Pareto front" if spec.several() else "") + ": nothing was registered", 1)
@@ -359,16 +362,16 @@ def show_front(outcome, spec) -> None:
     bounds = spec.champion_bounds()
     metrics = [o.metric for o in spec.objective]
     table = Table("trial", *(f"{o.metric} ({o.mode})" for o in spec.objective),
-                  *(["meets " + " and ".join(map(str, bounds))] if bounds else []),
+                  *(["meets " + " and ".join(map(str, bounds))] if bounds else []), "",
                   title=f"Pareto front: {len(outcome.front)} of the trials that ran to max_t "
                   "(tagged raysearch.pareto = true in MLflow)")
     ranking = spec.ranking()
     sign = -1 if ranking.mode == "max" else 1
     for trial in sorted(outcome.front, key=lambda t: sign * t.values[ranking.metric]):
         champion = outcome.best is not None and trial.trial_id == outcome.best.trial_id
-        table.add_row(trial.trial_id + (" (champion)" if champion else ""),
-                      *(f"{trial.values[m]:.6g}" for m in metrics),
-                      *(["yes" if trial.meets else "no"] if bounds else []))
+        table.add_row(trial.trial_id, *(f"{trial.values[m]:.6g}" for m in metrics),
+                      *(["yes" if trial.meets else "no"] if bounds else []),
+                      "champion" if champion else "")
     console.print(table)
 
 

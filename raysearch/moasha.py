@@ -20,6 +20,17 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 Point = tuple[float, ...]  # a trial's objectives at a rung, each to be minimized
 
 
+def minimized(values: dict[str, Any], objectives: Sequence[tuple[str, str]]) -> Point:
+    """The objectives (metric, mode) of `values` as numbers to minimize; a missing or NaN one
+    as the worst."""
+    out = []
+    for metric, mode in objectives:
+        value = float(values.get(metric, math.nan))
+        value = -value if mode == "max" else value
+        out.append(math.inf if math.isnan(value) else value)
+    return tuple(out)
+
+
 def dominates(a: Point, b: Point) -> bool:
     pairs = list(zip(a, b, strict=True))
     return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
@@ -51,12 +62,7 @@ class MOASHA(FIFOScheduler):
     def point(self, result: dict[str, Any]) -> Point | None:
         if any(metric not in result for metric, _ in self.objectives):
             return None
-        values = []
-        for metric, mode in self.objectives:
-            value = float(result[metric])
-            value = math.inf if math.isnan(value) else value
-            values.append(-value if mode == "max" else value)
-        return tuple(values)
+        return minimized(result, self.objectives)
 
     def judge(self, trial_id: str, iteration: int, point: Point) -> str:
         """Records the trial at the highest milestone it has reached and not been judged at,

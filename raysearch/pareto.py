@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raysearch.moasha import pareto_ranks
+from raysearch.moasha import minimized, pareto_ranks
 from raysearch.spec import Objective
 from raysearch.spec.sections import Bound
 
@@ -23,7 +23,6 @@ class Ended:
     """A trial that ran to the end, as the front reads it."""
 
     trial_id: str
-    config: dict[str, Any]
     last: dict[str, Any]  # its last epoch's report
 
 
@@ -34,21 +33,14 @@ class FrontTrial:
     meets: bool  # whether that epoch meets the champion's bounds
 
 
-def point(values: dict[str, Any], objectives: Sequence[Objective]) -> tuple[float, ...]:
-    """The objectives as numbers to minimize; a missing or NaN one as the worst."""
-    out = []
-    for o in objectives:
-        value = float(values.get(o.metric, math.nan))
-        value = math.inf if math.isnan(value) else (-value if o.mode == "max" else value)
-        out.append(value)
-    return tuple(out)
-
-
 def front(ended: Iterable[Ended], objectives: Sequence[Objective],
           bounds: Sequence[Bound]) -> list[FrontTrial]:
-    """The non-dominated trials of `ended`, in trial order."""
-    ended = list(ended)
-    ranks = pareto_ranks([point(t.last, objectives) for t in ended])
+    """The non-dominated trials of `ended`, in trial order; a trial without a finite value of
+    every objective is on none (Optuna fails a trial told NaN)."""
+    ended = [t for t in ended if all(math.isfinite(float(t.last.get(o.metric, math.nan)))
+                                     for o in objectives)]
+    pairs = [(o.metric, o.mode) for o in objectives]
+    ranks = pareto_ranks([minimized(t.last, pairs) for t in ended])
     return [FrontTrial(t.trial_id, {o.metric: float(t.last[o.metric]) for o in objectives},
                        all(b.excess(t.last) <= 0 for b in bounds))
             for t, rank in zip(ended, ranks, strict=True) if rank == 0]

@@ -234,7 +234,7 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str,
 def front_of(spec: Spec, results: tune.ResultGrid, states: Mapping[str, TrialState]
              ) -> list[pareto.FrontTrial]:
     """The Pareto front of the trials that ran to max_t (pareto.py)."""
-    ended = [pareto.Ended(r.metrics["trial_id"], r.config, r.metrics) for r in results
+    ended = [pareto.Ended(r.metrics["trial_id"], r.metrics) for r in results
              if not r.error and r.metrics and states.get(r.metrics.get("trial_id"))
              == TrialState.COMPLETED]
     return pareto.front(ended, spec.objective, spec.champion_bounds())
@@ -249,6 +249,8 @@ def champion_of(spec: Spec, results: tune.ResultGrid, on_front: list[pareto.Fron
         return None
     result = next(r for r in results if r.metrics.get("trial_id") == pick.trial_id)
     last = result.metrics
+    if "checkpoint_path" not in last:
+        return None
     costs = {k: float(last[k]) for k in COST_METRICS if k in last and math.isfinite(last[k])}
     return Best(pick.trial_id, result.config, pick.values[spec.ranking().metric],
                 int(last["epoch"]), last["checkpoint_path"], costs)

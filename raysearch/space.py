@@ -72,7 +72,11 @@ class DefineByRun:
                 values[name] = suggest(trial, name, self.params[name])
         # OptunaSearch adds the suggested values itself; of the fixed ones, a search across
         # families gives a trial those of its family (its MLflow run logs no other's)
-        takes = MODELS[values.get(FAMILY, self.model)].hyperparams.model_fields
+        # (a space pickled by a search begun before spaces knew their model: all fixed values)
+        family = values.get(FAMILY, getattr(self, "model", None))
+        if family is None:
+            return self.fixed
+        takes = MODELS[family].hyperparams.model_fields
         return {name: value for name, value in self.fixed.items() if name in takes}
 
 

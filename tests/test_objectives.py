@@ -9,9 +9,9 @@ import optuna
 from helpers import assert_nothing_left_running, child_runs
 from mlflow import MlflowClient
 
-from raysearch import cli, search, tracking
+from raysearch import cli, pareto, search, tracking
 from raysearch.moasha import MOASHA, pareto_ranks
-from raysearch.spec import load_spec
+from raysearch.spec import Objective, load_spec
 
 TWO_OBJECTIVES = """\
     name: accuracy-and-size
@@ -78,7 +78,8 @@ def test_a_two_objective_search_keeps_its_pareto_front(ray_cluster, tmp_path, tr
     # the summary lists the front, the champion marked
     with cli.console.capture() as shown:
         cli.show(outcome, spec)
-    assert "Pareto front" in shown.get() and f"{best} (champion)" in shown.get()
+    champion_row = next(line for line in shown.get().splitlines() if best in line)
+    assert "Pareto front" in shown.get() and "champion" in champion_row
     assert all(trial_id in shown.get() for trial_id in front)
 
     # the study: two directions, each ended trial's values, the constraint's excess
@@ -117,3 +118,16 @@ def test_moasha_stops_a_trial_when_enough_earlier_ones_are_on_better_fronts():
     assert judged == ["CONTINUE", "STOP", "STOP", "CONTINUE", "CONTINUE"]
     # a trial is judged once at a rung: a later report there changes nothing
     assert moasha.judge("x", 1, (0.0, 0.0)) == "CONTINUE" and moasha.recorded[1]["x"] == (-0.5, 200)
+
+
+def test_a_nan_objective_is_the_worst_at_a_rung_and_on_no_front():
+    moasha = MOASHA([("acc", "max"), ("size", "min")], "epoch", max_t=9, milestones=[1],
+                    reduction_factor=2)
+    assert moasha.judge("diverged", 1, moasha.point({"acc": math.nan, "size": 10})) == "CONTINUE"
+    assert moasha.judge("good", 1, moasha.point({"acc": 0.95, "size": 10})) == "CONTINUE"
+    objectives = [Objective(metric="val_accuracy", mode="max"),
+                  Objective(metric="params_total", mode="min")]
+    ended = [pareto.Ended("diverged", {"val_accuracy": math.nan, "params_total": 5}),
+             pareto.Ended("good", {"val_accuracy": 0.9, "params_total": 50})]
+    assert [t.trial_id for t in pareto.front(ended, objectives, ())] == ["good"]
+

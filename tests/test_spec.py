@@ -339,6 +339,9 @@ BROKEN = [
     ("a warm start of several objectives", OBJECTIVES, ("params:", "search: {warm_start: {from: "
                                                         "[a]}}  # <-\nparams:"),
      "search.warm_start", "a search of several starts without one"),
+    ("a warm start with constraints", CNN, ("fixed:", 'constraints: ["params_total <= 1e5"]\n'
+                                            "search: {warm_start: {from: [a]}}  # <-\nfixed:"),
+     "search.warm_start", "carry no constraint values"),
     ("a single objective's missing mode", CNN, ("{metric: val_accuracy, mode: max}",
                                                 "{metric: val_accuracy}"),
      "objective.mode", "missing required key"),

@@ -168,10 +168,10 @@ def write(client: MlflowClient, record: SearchRecord, out: Path) -> Path:
     level = optuna_logger.level
     optuna_logger.setLevel(logging.WARNING)  # no "A new study created in memory"
     try:
-        study = study_of(record)
+        study, front = study_of(record), pareto_section(record)
     finally:
         optuna_logger.setLevel(level)
-    families, front = family_table(record), pareto_section(record)
+    families = family_table(record)
     sections = [
         *([front] if front else []),
         *([html.section("Model families compared", families)] if families else []),

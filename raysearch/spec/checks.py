@@ -138,6 +138,10 @@ def check_objectives(spec: Any, reported: tuple[str, ...], data: str) -> None:
     if not one and spec.search.warm_start is not None:
         raise Problem(("search", "warm_start"), "a warm start reads earlier searches of one "
                       "objective; a search of several starts without one")
+    if spec.constraints and spec.search.warm_start is not None:
+        raise Problem(("search", "warm_start"), "a warm start's earlier trials carry no "
+                      "constraint values, which the sampler needs of every trial: drop "
+                      "constraints or the warm start")
     for section, texts in (("constraints", spec.constraints),
                            ("champion", spec.champion.where or [])):
         for i, text in enumerate(texts):

@@ -93,7 +93,7 @@ def _clean(data: Any, loc: Key) -> Key:
     return tuple(path)
 
 
-_OPTIONAL = ("search", "scheduler", "resources", "params", "fixed")
+_OPTIONAL = ("search", "scheduler", "resources", "params", "fixed", "constraints", "champion")
 
 
 def _validate(doc: Doc, source: Path) -> Spec:

@@ -37,7 +37,7 @@ class Spec(Strict):
     data: DataSpec
     # one objective, or several (a list): Optuna searches their Pareto front
     objective: list[Objective] = Field(min_length=1)
-    # `METRIC <= NUMBER` or `>=`: given to the sampler (Optuna's constraints_func), and the
+    # `METRIC <= NUMBER` or `>=`: given to the sampler (Optuna's Trial.set_constraint), and the
     # champion must meet them
     constraints: list[str] = []
     champion: Champion = Field(default_factory=Champion)
