@@ -27,19 +27,20 @@ from raysearch import search  # noqa: E402
 from raysearch.models import MODELS  # noqa: E402
 from raysearch.quiet import QUIET_LEVEL, quiet_libraries  # noqa: E402
 from raysearch.spec import FAMILY, load_spec, resolve_space  # noqa: E402
+from raysearch.spec.checks import families_of  # noqa: E402
 from raysearch.spec.yaml_lines import Loader  # noqa: E402
 
 
-def alone(text: str, family: str) -> str:
-    """The families space as a search of `family` alone: the params it samples, without the
-    condition on the family, and the fixed values it takes."""
-    space = yaml.load(text, Loader=Loader)
+def alone(path: Path, family: str) -> str:
+    """The families space at `path` as a search of `family` alone: the params it samples (as
+    the spec's checks find them), without the condition on the family, and the fixed values it
+    takes."""
+    spec, space = load_spec(path), yaml.load(path.read_text(), Loader=Loader)
     params = {}
     for name, param in space["params"].items():
-        when = dict(param.get("when") or {})
-        allowed = when.pop(FAMILY, [family])
-        if name == FAMILY or family not in (allowed if isinstance(allowed, list) else [allowed]):
+        if name == FAMILY or family not in families_of(name, spec.params, spec.families()):
             continue
+        when = {k: v for k, v in (param.get("when") or {}).items() if k != FAMILY}
         params[name] = {**{k: v for k, v in param.items() if k != "when"},
                         **({"when": when} if when else {})}
     takes = MODELS[family].hyperparams.model_fields
@@ -67,7 +68,7 @@ def main() -> None:
         together_s = time.perf_counter() - began
         for family in shared.families():
             path = Path(tmp) / f"{family}.yaml"
-            path.write_text(alone(resolve_space("families").read_text(), family))
+            path.write_text(alone(resolve_space("families"), family))
             began = time.perf_counter()
             outcome = search.run(load_spec(path, overrides), tracking, storage)
             rows.append((family, outcome, time.perf_counter() - began))

@@ -258,23 +258,19 @@ def champion_of(spec: Spec, results: tune.ResultGrid, on_front: list[pareto.Fron
 
 def family_bests(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, FamilyBest]:
     """Each model family's best report in a search across families, the best family first."""
-    found: dict[str, FamilyBest] = {}
+    scored: dict[str, list[tuple[float, str]]] = {}  # family -> (best value, trial id)
     for result in results:
         frame, family = result.metrics_dataframe, result.config.get(FAMILY)
         if result.error or frame is None or metric not in frame or family is None:
             continue
         values = frame[metric].dropna()
-        if values.empty:
-            continue
-        value = float(values.max() if mode == "max" else values.min())
-        before = found.get(family)
-        trials = before.trials + 1 if before else 1
-        if before is None or tracking.better(value, before.value, mode):
-            found[family] = FamilyBest(result.metrics["trial_id"], value, trials)
-        else:
-            found[family] = FamilyBest(before.trial_id, before.value, trials)
-    sign = -1 if mode == "max" else 1
-    return dict(sorted(found.items(), key=lambda item: sign * item[1].value))
+        if not values.empty:
+            best = values.max() if mode == "max" else values.min()
+            scored.setdefault(family, []).append((float(best), result.metrics["trial_id"]))
+    pick = max if mode == "max" else min
+    found = {family: FamilyBest(pick(trials)[1], pick(trials)[0], len(trials))
+             for family, trials in scored.items()}
+    return dict(sorted(found.items(), key=lambda item: item[1].value, reverse=mode == "max"))
 
 
 TRACKING_WAIT_S = 600  # how long a finished search waits for an unreachable MLflow

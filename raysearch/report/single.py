@@ -56,18 +56,19 @@ def family_table(record: SearchRecord) -> str | None:
     if not choices:
         return None
     costs = [c for c in ("params_total", "latency_ms") if any(c in t.costs for t in record.trials)]
+    ranked = record.ranked()  # best first: each family's first is its best
+    tops = {t.params.get(FAMILY): t for t in reversed(ranked)}
+    # the families with a best in rank order, then those without
+    order = [f for f in dict.fromkeys(t.params.get(FAMILY) for t in ranked) if f in choices]
     rows = []
-    for family in choices:
+    for family in [*order, *(f for f in choices if f not in order)]:
         trials = [t for t in record.trials if t.params.get(FAMILY) == family]
-        ranked = [t for t in record.ranked() if t.params.get(FAMILY) == family]
         counts = [sum(t.state == s.value for t in trials) for s in
                   (TrialState.COMPLETED, TrialState.STOPPED_EARLY, TrialState.FAILED)]
-        best = ranked[0] if ranked else None
+        best = tops.get(family)
         epoch, value = best.best(info.mode) if best else (None, None)
         rows.append([family, len(trials), *counts, value, best and best.trial_id, epoch,
                      *[best and best.costs.get(c) for c in costs]])
-    sign = -1 if info.mode == "max" else 1
-    rows.sort(key=lambda r: (r[5] is None, sign * r[5] if r[5] is not None else 0))
     return html.table(["model", "trials", "completed", "stopped early", "failed",
                        f"best {info.metric}", "best trial", "at epoch", *costs], rows)
 
