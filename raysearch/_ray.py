@@ -88,6 +88,23 @@ class TrialsToRun(tune.search.SearchGenerator):
             self._total_samples, self._finished = self.trials, False
 
 
+def result(trial_id: str, config: dict[str, Any], history: list[dict[str, Any]],
+           path: str) -> tune.Result:
+    """A Tune Result for a trial Tune's experiment never held (study.py's unsaved trials), from
+    the metrics of each epoch its checkpoint holds, so that it competes as Tune's trials do.
+
+    Why: Result's constructor is documented as private (Result.from_path reads a trial folder
+    of Tune's, which such a trial has none of). Breaks if: Result's fields `metrics`,
+    `checkpoint`, `error`, `path`, `metrics_dataframe` change, or `config` stops being read
+    from metrics (air/result.py).
+    """
+    import pandas as pd
+
+    metrics = {**history[-1], "trial_id": trial_id, "config": config}
+    return tune.Result(metrics=metrics, checkpoint=None, error=None, path=path,
+                       metrics_dataframe=pd.DataFrame(history))
+
+
 def is_start_timeout(error: BaseException) -> bool:
     """Whether a TorchTrainer's fit() failed because its worker group did not start in time.
 

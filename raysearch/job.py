@@ -60,6 +60,16 @@ class SearchSetup:
                 f"{self.gpus_per_worker:g} GPU each")
 
 
+@dataclass(frozen=True)
+class Unsaved:
+    """A trial that ended in the search's study after Tune last saved its experiment (it ran
+    and ended within the second before a driver died): the resumed Tune never heard of it, yet
+    it counts towards the search's trials and may be the champion."""
+
+    state: TrialState  # COMPLETED, or STOPPED_EARLY where the scheduler stopped it
+    config: dict[str, Any] | None  # as the study recorded it when it was asked (else None)
+
+
 @dataclass
 class Job:
     """One trial as a pool runs it."""

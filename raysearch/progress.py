@@ -156,7 +156,10 @@ class Progress(tune.Callback):
         return best
 
     def header(self) -> str:
-        done = sum(row.state != RUNNING for row in self.snapshot())
+        rows = self.snapshot()
+        # and those Tune never saw: ended in the study in the second before a driver died
+        done = (sum(row.state != RUNNING for row in rows)
+                + len(set(self.states) - {row.trial_id for row in rows}))
         leader = self.leader()
         best = (f"best {self.metric} {fmt(leader.best)} (trial {leader.trial_id})" if leader
                 else f"no {self.metric} yet")

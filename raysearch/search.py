@@ -18,14 +18,14 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from raysearch import _ray, pareto, report, resume, study, tracking
+from raysearch import _ray, checkpoint, pareto, report, resume, study, tracking
 from raysearch.costs import COST_METRICS
 from raysearch.data import DATASETS
 from raysearch.diagnostics import diagnose
 from raysearch.dispatch import Dispatcher
 from raysearch.early_stop import PostingASHA, rungs
 from raysearch.evaluate import evaluate, input_example
-from raysearch.job import ENDED, SearchSetup, TrialState
+from raysearch.job import ENDED, SearchSetup, TrialState, Unsaved
 from raysearch.models import MODELS
 from raysearch.outbox import TrackingDown, fail_fast, unreachable
 from raysearch.pool import EndedTrials, Pools
@@ -152,13 +152,16 @@ def make_scheduler(spec: Spec, dispatcher: "ray.actor.ActorHandle",
 
 
 def make_searcher(spec: Spec, storage: str, stopped_early: set[str], resuming: bool,
-                  warm: WarmTrials | None) -> StudySearch:
+                  warm: WarmTrials | None, unsaved: dict[str, Unsaved] | None = None
+                  ) -> StudySearch:
     """Optuna, with the search's own study (study.py); `stopped_early`: make_scheduler's set;
-    `warm`: the earlier searches' trials it starts from (warm_start.py)."""
+    `warm`: the earlier searches' trials it starts from (warm_start.py); `unsaved`: what it
+    fills, resumed, with the trials Tune never saved that ended."""
     several = spec.several()
     return StudySearch(study.storage_url(spec, storage), spec.name, stopped_early,
                        fresh=not resuming, budget_s=spec.search.time_budget_s, warm=warm,
                        families=() if spec.model else spec.families(), bounds=spec.bounds(),
+                       trials=spec.search.trials, unsaved=unsaved,
                        space=DefineByRun(spec),
                        metric=[o.metric for o in spec.objective] if several
                        else spec.ranking().metric,
@@ -199,7 +202,7 @@ def build_tuner(spec: Spec, dispatcher: "ray.actor.ActorHandle", storage: str,
                              tune_config, run_config)
 
 
-def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str,
+def best_of(results: Sequence[tune.Result], metric: str, mode: str, storage: str,
             bounds: Sequence[Bound] = ()) -> Best | None:
     """The best report of any trial (ASHA compares trials at equal epochs, so the best value can
     be an earlier epoch than a trial's last) that meets `bounds` and whose checkpoint Ray Train
@@ -231,7 +234,7 @@ def best_of(results: tune.ResultGrid, metric: str, mode: str, storage: str,
     return best
 
 
-def front_of(spec: Spec, results: tune.ResultGrid, states: Mapping[str, TrialState]
+def front_of(spec: Spec, results: Sequence[tune.Result], states: Mapping[str, TrialState]
              ) -> list[pareto.FrontTrial]:
     """The Pareto front of the trials that ran to max_t (pareto.py)."""
     ended = [pareto.Ended(r.metrics["trial_id"], r.metrics) for r in results
@@ -240,7 +243,7 @@ def front_of(spec: Spec, results: tune.ResultGrid, states: Mapping[str, TrialSta
     return pareto.front(ended, spec.objective, spec.champion_bounds())
 
 
-def champion_of(spec: Spec, results: tune.ResultGrid, on_front: list[pareto.FrontTrial]
+def champion_of(spec: Spec, results: Sequence[tune.Result], on_front: list[pareto.FrontTrial]
                 ) -> Best | None:
     """The champion rule's pick of the front, at its last epoch (a trial keeps its latest
     checkpoint)."""
@@ -256,7 +259,23 @@ def champion_of(spec: Spec, results: tune.ResultGrid, on_front: list[pareto.Fron
                 int(last["epoch"]), last["checkpoint_path"], costs)
 
 
-def family_bests(results: tune.ResultGrid, metric: str, mode: str) -> dict[str, FamilyBest]:
+def unsaved_results(setup: SearchSetup, unsaved: Mapping[str, Unsaved]) -> list[tune.Result]:
+    """The results of the trials Tune never saved (study.py), from their checkpoints: a study
+    written before raysearch recorded configs, or a checkpoint that cannot be read, gives
+    none."""
+    found = []
+    for trial_id, trial in unsaved.items():
+        folder = setup.trial_dir(trial_id)
+        try:
+            history, _ = TrialCheckpoints(folder, setup.metric, setup.mode).history()
+        except (checkpoint.CheckpointError, OSError):
+            continue
+        if trial.config is not None and history:
+            found.append(_ray.result(trial_id, trial.config, history, folder))
+    return found
+
+
+def family_bests(results: Sequence[tune.Result], metric: str, mode: str) -> dict[str, FamilyBest]:
     """Each model family's best report in a search across families, the best family first."""
     scored: dict[str, list[tuple[float, str]]] = {}  # family -> (best value, trial id)
     for result in results:
@@ -349,11 +368,12 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     reported = (*DATASETS[spec.data.name].metrics(spec.tasks()), "train_loss", "epoch", "epoch_s",
                 *COST_METRICS)
     stopped_early: set[str] = set()
+    unsaved: dict[str, Unsaved] = {}  # the searcher's, once Tune restores it
     scheduler = make_scheduler(spec, dispatcher, stopped_early)
     trials_cb = tracking.MLflowTrials(
         client, experiment_id, parent, reported, stopped_early,
         history=lambda trial_id: TrialCheckpoints(setup.trial_dir(trial_id), metric,
-                                                  mode).history())
+                                                  mode).history(), unsaved=unsaved)
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
     # between a trial's end and the next save would run that trial again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -363,7 +383,7 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     shown = [progress(trials_cb.states)] if progress else []
     outbox = trials_cb.outbox
     try:  # from here a Ctrl-C (a stopped job's SIGINT) marks the search's run KILLED
-        searcher = make_searcher(spec, storage, stopped_early, resuming, warm)
+        searcher = make_searcher(spec, storage, stopped_early, resuming, warm, unsaved)
         tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
                             [*callbacks, trials_cb, EndedTrials(dispatcher), *shown], resuming,
                             verbose)
@@ -375,7 +395,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         raise
     # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
     # only fewer trials than asked for.
-    interrupted = bool(trials_cb.unfinished) or (len(results) < spec.search.trials
+    interrupted = bool(trials_cb.unfinished) or (len(results) + len(unsaved)
+                                                 < spec.search.trials
                                                  and not searcher.budget_ended)
     pools.stop(now=interrupted)
     if interrupted:
@@ -383,13 +404,15 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
 
-    on_front = front_of(spec, results, trials_cb.states) if spec.several() else []
-    best = (champion_of(spec, results, on_front) if spec.several()
-            else best_of(results, metric, mode, storage, spec.champion_bounds()))
+    # Tune's trials and those it never saved (they ended in the study before a kill)
+    ended = [*results, *unsaved_results(setup, unsaved)]
+    on_front = front_of(spec, ended, trials_cb.states) if spec.several() else []
+    best = (champion_of(spec, ended, on_front) if spec.several()
+            else best_of(ended, metric, mode, storage, spec.champion_bounds()))
     outcome = Outcome(spec.name, metric, best, trials_cb.states, trials_cb.errors,
                       parent_run_id=parent, max_concurrent=max_concurrent,
                       budget_ended=searcher.budget_ended,
-                      families={} if spec.model else family_bests(results, metric, mode),
+                      families={} if spec.model else family_bests(ended, metric, mode),
                       front=on_front)
     if spec.several():
         ended = [t for t, s in trials_cb.states.items() if s in ENDED and t in trials_cb.runs]

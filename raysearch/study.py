@@ -7,8 +7,11 @@ Tune's OptunaSearch tells the study what Tune says of a trial; StudySearch makes
 what raysearch means: a trial ASHA stopped is PRUNED (as an Optuna pruner's), the intermediate
 values are per epoch (Tune counts reports, and a resumed trial reports its replayed epochs
 again), and on resume a trial the study holds as RUNNING that Tune never saved (started in the
-second before a kill) is FAIL, as its MLflow run is `discarded`. It also keeps the search's
-time budget: past `search.time_budget_s` it proposes no more trials.
+second before a kill) is FAIL, as its MLflow run is `discarded`, while one the study holds as
+ended that Tune never saved (started and ended in that second) counts towards the search's
+trials (`unsaved`). Each trial it asks records its Tune trial id and config as user attributes
+(`trial_id`, `config`). It also keeps the search's time budget: past `search.time_budget_s` it
+proposes no more trials.
 """
 
 import os
@@ -21,7 +24,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch.job import FAMILY, TIME_LIMITED
+from raysearch.job import FAMILY, TIME_LIMITED, TrialState, Unsaved
 from raysearch.spec import Spec, SpecError
 from raysearch.spec.sections import Bound
 from raysearch.warm_start import WarmTrials
@@ -57,11 +60,16 @@ class StudySearch(OptunaSearch):
     each of which a fresh study tries once first (after `warm`'s, if none of those is of it),
     so that none is judged by the sampler, or dropped by it, without a trial; `bounds`: the
     spec's constraints, each ended trial's excess over which (from its last result) is its
-    constraint in the study (Optuna's `Trial.set_constraint`, which tpe, nsga2 and gp read)."""
+    constraint in the study (Optuna's `Trial.set_constraint`, which tpe, nsga2 and gp read);
+    `trials`: the search's count, which it asks no more than, counting `unsaved`; `unsaved`:
+    filled on restore with the trials Tune never saved that the study holds as ended, by Tune
+    trial id."""
 
     def __init__(self, url: str, name: str, stopped_early: Collection[str], fresh: bool,
                  budget_s: float | None = None, warm: WarmTrials | None = None,
-                 families: Sequence[str] = (), bounds: Sequence[Bound] = (), **kwargs: Any):
+                 families: Sequence[str] = (), bounds: Sequence[Bound] = (),
+                 trials: int | None = None, unsaved: dict[str, Unsaved] | None = None,
+                 **kwargs: Any):
         if url.startswith("sqlite:///"):  # its folder, once the search starts
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         storage = optuna.storages.RDBStorage(url)
@@ -81,12 +89,21 @@ class StudySearch(OptunaSearch):
         # `timeout`: the running ones finish), and Tune ends the search once they have
         self.budget_s, self.began, self.budget_ended = budget_s, time.monotonic(), False
         self.steps: dict[str, set[int]] = {}  # the epochs each trial reported to the study
+        self.trials, self.unsaved = trials, unsaved if unsaved is not None else {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.budget_s is not None and time.monotonic() - self.began > self.budget_s:
             self.budget_ended = True
             return Searcher.FINISHED
-        return super().suggest(trial_id)
+        if (self.trials is not None and trial_id not in self._ot_trials
+                and len(self._ot_trials) + len(self.unsaved) >= self.trials):
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        if isinstance(config, dict):  # for a driver that finds the trial ended but not saved
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr("trial_id", trial_id)
+            ot_trial.set_user_attr("config", config)
+        return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or isinstance(self.metric, list):
@@ -123,9 +140,11 @@ class StudySearch(OptunaSearch):
         in the second before the driver died) are failed, and those the study holds as ended
         though the saved searcher does not (told in the second before the driver died, before
         Tune saved the searcher) stay as the study has them: Tune runs such a trial again
-        from its checkpoint, and its reports change nothing in the study."""
+        from its checkpoint, and its reports change nothing in the study. Ended trials of the
+        study that no saved Tune trial holds (asked and ended in that second) go to
+        `unsaved`."""
         this_run = {k: self.__dict__[k] for k in ("stopped_early", "budget_s", "began",
-                                                  "budget_ended")}
+                                                  "budget_ended", "trials", "unsaved")}
         super().restore(checkpoint_path)
         self.__dict__.update(this_run)
         known = {t.number for t in self._ot_trials.values()}
@@ -137,3 +156,10 @@ class StudySearch(OptunaSearch):
                  if t.state.is_finished()}
         self._completed_trials |= {trial_id for trial_id, trial in self._ot_trials.items()
                                    if trial.number in ended}
+        self.unsaved.clear()
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(
+                optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
+            if frozen.number not in known and "search" not in frozen.user_attrs:  # not warm's
+                self.unsaved[frozen.user_attrs.get("trial_id", f"#{frozen.number}")] = Unsaved(
+                    TrialState.STOPPED_EARLY if frozen.state == optuna.trial.TrialState.PRUNED
+                    else TrialState.COMPLETED, frozen.user_attrs.get("config"))

@@ -15,10 +15,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -30,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from ray import tune
 
 from raysearch import checkpoint, serving
-from raysearch.job import ENDED, TIME_LIMITED, TrialState
+from raysearch.job import ENDED, TIME_LIMITED, TrialState, Unsaved
 from raysearch.outbox import Outbox
 from raysearch.resume import home
 from raysearch.storage import first_line
@@ -101,18 +102,21 @@ class MLflowTrials(tune.Callback):
     the store, or sent by this driver, are not logged twice. A trial a killed driver's Tune had
     saved as ended before its run heard so is ended on resume from `history(trial_id)` (the
     metrics of each epoch its checkpoint holds, and whether the scheduler stopped it early):
-    Tune does not run it again.
+    Tune does not run it again. So is a trial of `unsaved` (ended in the search's study in the
+    second before the driver died, before Tune saved that it exists) whose run had not heard.
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
                  metrics: tuple[str, ...], stopped_early: set[str] | None = None,
                  outbox: Outbox | None = None,
-                 history: Callable[[str], tuple[list[dict], bool]] = lambda t: ([], False)):
+                 history: Callable[[str], tuple[list[dict], bool]] = lambda t: ([], False),
+                 unsaved: Mapping[str, Unsaved] | None = None):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
         # trial ids stopped before max_t: by the scheduler (its set), or past max_trial_s
         self.stopped_early = stopped_early if stopped_early is not None else set()
         self.history = history
+        self.unsaved = unsaved if unsaved is not None else {}  # filled as Tune restores
         self.settled = False
         self.outbox = outbox or Outbox(client.tracking_uri)
         self.runs: dict[str, str] = {}  # trial id -> run id
@@ -154,16 +158,25 @@ class MLflowTrials(tune.Callback):
             if trial.status == "ERROR":
                 self.on_trial_error(iteration, trials, trial)
             elif trial.status == "TERMINATED":
-                try:
-                    history, stopped = self.history(trial.trial_id)
-                except (checkpoint.CheckpointError, OSError) as e:
-                    # what the store holds of its epochs stays; the trial still ends
-                    print(f"warning: trial {trial.trial_id}: its last epochs could not be read "
-                          f"back ({first_line(str(e))})", file=sys.stderr)
-                    history, stopped = [], False
-                for entry in history:
-                    self.on_trial_result(iteration, trials, trial, entry)
-                self.end(trial, stopped)
+                self.replay(iteration, trials, trial, None)
+        for trial_id, unsaved in self.unsaved.items():
+            if trial_id in self.runs and trial_id not in self.states:
+                trial = SimpleNamespace(trial_id=trial_id, config=unsaved.config or {})
+                self.replay(iteration, trials, trial, unsaved.state == TrialState.STOPPED_EARLY)
+
+    def replay(self, iteration: int, trials: list, trial: Any, stopped: bool | None) -> None:
+        """Logs the epochs the trial's checkpoint holds and ends its run: stopped early as
+        `stopped` says, or, when None, as its checkpoint folder's marker does."""
+        try:
+            history, marked = self.history(trial.trial_id)
+        except (checkpoint.CheckpointError, OSError) as e:
+            # what the store holds of its epochs stays; the trial still ends
+            print(f"warning: trial {trial.trial_id}: its last epochs could not be read "
+                  f"back ({first_line(str(e))})", file=sys.stderr)
+            history, marked = [], False
+        for entry in history:
+            self.on_trial_result(iteration, trials, trial, entry)
+        self.end(trial, marked if stopped is None else stopped)
 
     def run_id(self, trial: Any) -> str:
         """The trial's run, made at its first write (writes run in order, so a run that could

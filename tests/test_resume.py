@@ -14,7 +14,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from raysearch import tracking
+from raysearch import search, tracking
+from raysearch.job import TrialState
+from raysearch.spec import load_spec
 from raysearch.tracking import TRIAL_TAG
 
 SPACE = """\
@@ -291,3 +293,75 @@ def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
                       weights_only=True)["history"]
     assert logged == [(entry["epoch"], entry["val_accuracy"]) for entry in kept]
     assert [step for step, _ in logged] == [1, 2]
+
+
+UNSAVED = """\
+    name: unsaved
+    model: cnn
+    data: {name: digits}
+    objective: {metric: val_accuracy, mode: max}
+    search: {trials: 2, sampler: random, seed: 10, max_concurrent: 1}
+    scheduler: {type: none, max_t: 2}
+    resources: {workers: 2, cpus_per_worker: 1}
+    params:
+      lr: {type: categorical, choices: [1.0e-5, 3.0e-2]}
+    fixed: {channels: 8, optimizer: adam, batch_size: 64}
+"""
+# Tune saves its experiment once, at its first step (its period an hour here, a second in a
+# search), and the driver is killed as the second trial ends: the study has heard of that end,
+# Tune's saved experiment never held the trial, and its run never heard (a trial of a warm pool
+# can start and end within a second). The sampler's seed gives the second trial the good lr.
+DIES_AS_AN_UNSAVED_TRIAL_ENDS = """\
+import os, signal, sys
+import ray
+from ray import tune
+from raysearch import search
+from raysearch.spec import load_spec
+
+class DieAtTheSecondEnd(tune.Callback):
+    ended = 0
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended += 1
+        if self.ended == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "3600"
+ray.init(address=sys.argv[4])
+search.run(load_spec(sys.argv[1]), sys.argv[2], sys.argv[3], callbacks=(DieAtTheSecondEnd(),))
+"""
+
+
+def test_a_trial_that_ended_before_tune_saved_it_counts_and_competes_on_resume(
+        ray_cluster, tmp_path, tracking_uri, write_spec):
+    space, storage = write_spec(UNSAVED), tmp_path / "results"
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_AS_AN_UNSAVED_TRIAL_ENDS, str(space), tracking_uri,
+         str(storage), ray_cluster.address_info["address"]],
+        capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
+    client = MlflowClient(tracking_uri)
+    second = max(helpers.trial_runs(client, "unsaved"), key=lambda r: r.info.start_time)
+    assert tracking.STATE_TAG not in second.data.tags
+    assert float(second.data.params["lr"]) == 3e-2
+    url = f"sqlite:///{storage}/unsaved/optuna.db"
+    told = optuna.load_study(study_name="unsaved", storage=url).trials
+    assert [t.state for t in told] == [optuna.trial.TrialState.COMPLETE] * 2
+
+    outcome = search.run(load_spec(space), tracking_uri, str(storage), resuming=True)
+    # the search's two trials, not a third in the second's place
+    assert outcome.count(TrialState.COMPLETED) == 2 and len(outcome.states) == 2
+    runs = {run.data.tags[TRIAL_TAG]: run for run in helpers.trial_runs(client, "unsaved")}
+    assert len(runs) == 2
+    assert all(run.data.tags[tracking.STATE_TAG] == "completed" for run in runs.values())
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    # the second's run has the epochs its checkpoint holds, and it is the champion
+    trial = second.data.tags[TRIAL_TAG]
+    trial_dir = storage / "unsaved" / "train" / f"unsaved-{trial}"
+    kept = torch.load(max(trial_dir.glob("checkpoint_*")) / "train_state.pt",
+                      weights_only=True)["history"]
+    assert history(client, runs[trial]) == [(e["epoch"], e["val_accuracy"]) for e in kept]
+    assert outcome.best.trial_id == trial
+    assert outcome.promotion and outcome.promotion.champion
+    study = optuna.load_study(study_name="unsaved", storage=url).trials
+    assert [(t.state, t.value) for t in study] == [(t.state, t.value) for t in told]

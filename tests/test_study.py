@@ -8,8 +8,10 @@ import optuna
 import pytest
 from helpers import child_runs, cli_here, trial_runs
 from mlflow import MlflowClient
+from ray.tune.search import Searcher
 
 from raysearch import search, tracking
+from raysearch.job import TrialState, Unsaved
 from raysearch.spec import load_spec
 
 SPACE = """\
@@ -100,3 +102,24 @@ def test_a_trial_the_study_ended_before_a_kill_is_not_told_again_on_resume(tmp_p
     (trial,) = study(storage, "told").trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.value == 0.5 and trial.intermediate_values == {1: 0.5}
+
+
+def test_a_trial_that_ended_before_tune_saved_it_exists_counts_on_resume(tmp_path, write_spec):
+    """The driver died after a trial was asked and ended within the second since Tune last
+    saved: the resumed searcher knows it from the study (its config, how it ended) and asks no
+    more trials than the search has left."""
+    spec = load_spec(write_spec(SPACE.format(name="unsaved", trials=2, seed=0, warm="",
+                                             low=1e-4)))
+    storage = str(tmp_path / "results")
+    searcher = search.make_searcher(spec, storage, set(), resuming=False, warm=None)
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher.pkl"))  # Tune's last save before the kill
+    config = searcher.suggest("t2")
+    searcher.on_trial_complete("t2", {"val_accuracy": 0.7, "epoch": 1})
+
+    resumed = search.make_searcher(spec, storage, set(), resuming=True, warm=None)
+    resumed.restore(str(tmp_path / "searcher.pkl"))
+    assert resumed.unsaved == {"t2": Unsaved(TrialState.COMPLETED, config)}
+    assert resumed.suggest("t3") == Searcher.FINISHED  # t1 and t2 are the search's two
+    assert [t.state for t in study(storage, "unsaved").trials] == [
+        optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE]
