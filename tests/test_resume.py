@@ -178,8 +178,9 @@ search.run(load_spec(sys.argv[1]), sys.argv[2], sys.argv[3], callbacks=(DieAtEpo
 def test_an_epoch_whose_report_died_with_the_driver_is_logged_once_on_resume(
         ray_cluster, tmp_path, tracking_uri, write_spec):
     storage = tmp_path / "results"
+    space = write_spec(LOST_REPORT)
     killed = subprocess.run(
-        [sys.executable, "-c", DIES_AT_EPOCH_2, str(write_spec(LOST_REPORT)), tracking_uri,
+        [sys.executable, "-c", DIES_AT_EPOCH_2, str(space), tracking_uri,
          str(storage), ray_cluster.address_info["address"]],
         capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
@@ -187,10 +188,8 @@ def test_an_epoch_whose_report_died_with_the_driver_is_logged_once_on_resume(
     (run,) = helpers.trial_runs(client, "lost-report")
     assert [step for step, _ in history(client, run)] == [1]  # epoch 2 died with the driver
 
-    resumed = helpers.cli("tune", "--resume", "lost-report", "--storage", str(storage),
-                          env={"RAY_ADDRESS": ray_cluster.address_info["address"]})
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "trials: 1 completed" in resumed.stdout
+    resumed = search.run(load_spec(space), tracking_uri, str(storage), resuming=True)
+    assert resumed.count(TrialState.COMPLETED) == 1
 
     (run,) = helpers.trial_runs(client, "lost-report")
     logged = history(client, run)
@@ -264,8 +263,9 @@ search.run(load_spec(sys.argv[1]), sys.argv[2], sys.argv[3])
 def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
         ray_cluster, tmp_path, tracking_uri, write_spec):
     storage = tmp_path / "results"
+    space = write_spec(ENDED_UNHEARD)
     killed = subprocess.run(
-        [sys.executable, "-c", DIES_AFTER_TUNE_SAVED_AN_END, str(write_spec(ENDED_UNHEARD)),
+        [sys.executable, "-c", DIES_AFTER_TUNE_SAVED_AN_END, str(space),
          tracking_uri, str(storage), ray_cluster.address_info["address"]],
         capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:] + killed.stderr[-2000:]
@@ -273,10 +273,8 @@ def test_a_trial_tune_saved_as_ended_before_its_run_heard_is_ended_on_resume(
     first = min(helpers.trial_runs(client, "ended-unheard"), key=lambda r: r.info.start_time)
     assert tracking.STATE_TAG not in first.data.tags
 
-    resumed = helpers.cli("tune", "--resume", "ended-unheard", "--storage", str(storage),
-                          env={"RAY_ADDRESS": ray_cluster.address_info["address"]})
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "trials: 2 completed" in resumed.stdout, resumed.stdout[-3000:]
+    resumed = search.run(load_spec(space), tracking_uri, str(storage), resuming=True)
+    assert resumed.count(TrialState.COMPLETED) == 2
 
     # a trial started just before the kill, before Tune saved that it exists, is a run of its
     # own, ended as discarded (the resumed search runs another in its place)
