@@ -64,18 +64,19 @@ def history(client: MlflowClient, run) -> list[tuple[int, float]]:
 
 
 def agree_with_the_study(client: MlflowClient, storage: str, at_least: int,
-                         discarded: int | None = None) -> None:
+                         discarded: int | None = None, unheard: int = 0) -> None:
     """The search's Optuna study (optuna.load_study on the storage it printed) holds each
-    completed run's trial, COMPLETE with the value and epochs the run logged; with
-    `discarded`, exactly the runs' trials and that many FAIL ones (asked just before a kill,
-    never saved by Tune)."""
+    completed run's trial, COMPLETE with the value and epochs the run logged, and up to
+    `unheard` COMPLETE trials more (told just before a kill that beat their runs' MLflow
+    writes); with `discarded`, exactly the runs' trials and that many FAIL ones (asked just
+    before a kill, never saved by Tune)."""
     study = optuna.load_study(study_name="resumable",
                               storage=f"sqlite:///{storage}/resumable/optuna.db")
     completed = [run for run in trial_runs(client).values()
                  if run.data.tags.get(tracking.STATE_TAG) == "completed"]
     assert len(completed) >= at_least
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) == len(completed)
+    assert len(completed) <= len(done) <= len(completed) + unheard
     for run in completed:
         (trial,) = [t for t in done
                     if t.params["lr"] == pytest.approx(float(run.data.params["lr"]))]
@@ -112,7 +113,8 @@ def test_interrupted_and_killed_searches_resume_without_loss(ray_cluster, tmp_pa
     second.send_signal(signal.SIGKILL)
     second.communicate(timeout=60)
     # the study holds every trial that finished, as its run does, whatever the kill cut short
-    agree_with_the_study(client, storage, at_least=len(before))
+    # (the study hears a trial end before its run does: the kill may fall in between)
+    agree_with_the_study(client, storage, at_least=len(before), unheard=1)
 
     third = start("--resume", "resumable", "--storage", storage, env=env)
     out, err = third.communicate(timeout=600)
