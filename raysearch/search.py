@@ -404,10 +404,8 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
         raise Interrupted(spec.name)
 
-    # Tune's trials and those it never saved (they ended in the study before a kill), of
-    # those a run was made for (the kill may beat an unsaved trial's first MLflow write)
-    ended = [*results, *unsaved_results(
-        setup, {t: u for t, u in unsaved.items() if t in trials_cb.runs})]
+    # Tune's trials and those it never saved (they ended in the study before a kill)
+    ended = [*results, *unsaved_results(setup, unsaved)]
     on_front = front_of(spec, ended, trials_cb.states) if spec.several() else []
     best = (champion_of(spec, ended, on_front) if spec.several()
             else best_of(ended, metric, mode, storage, spec.champion_bounds()))

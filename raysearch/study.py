@@ -14,6 +14,7 @@ trials (`unsaved`). Each trial it asks records its Tune trial id and config as u
 proposes no more trials.
 """
 
+import json
 import os
 import time
 from collections.abc import Collection, Sequence
@@ -102,7 +103,8 @@ class StudySearch(OptunaSearch):
         if isinstance(config, dict):  # for a driver that finds the trial ended but not saved
             ot_trial = self._ot_trials[trial_id]
             ot_trial.set_user_attr("trial_id", trial_id)
-            ot_trial.set_user_attr("config", config)
+            # JSON, as Optuna stores it (a YAML value JSON lacks, such as bytes, as text)
+            ot_trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

@@ -15,11 +15,10 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import mlflow
@@ -103,14 +102,16 @@ class MLflowTrials(tune.Callback):
     saved as ended before its run heard so is ended on resume from `history(trial_id)` (the
     metrics of each epoch its checkpoint holds, and whether the scheduler stopped it early):
     Tune does not run it again. So is a trial of `unsaved` (ended in the search's study in the
-    second before the driver died, before Tune saved that it exists) whose run had not heard.
+    second before the driver died, before Tune saved that it exists) whose run had not heard,
+    its run made if the store was away then; one that Tune's restored trials hold after all
+    (Tune's saved files, copied one by one, may be of two saves) leaves `unsaved`.
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
                  metrics: tuple[str, ...], stopped_early: set[str] | None = None,
                  outbox: Outbox | None = None,
                  history: Callable[[str], tuple[list[dict], bool]] = lambda t: ([], False),
-                 unsaved: Mapping[str, Unsaved] | None = None):
+                 unsaved: dict[str, Unsaved] | None = None):
         self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
         self.metrics = metrics
         # trial ids stopped before max_t: by the scheduler (its set), or past max_trial_s
@@ -159,10 +160,12 @@ class MLflowTrials(tune.Callback):
                 self.on_trial_error(iteration, trials, trial)
             elif trial.status == "TERMINATED":
                 self.replay(iteration, trials, trial, None)
+        for trial in trials:
+            self.unsaved.pop(trial.trial_id, None)
         for trial_id, unsaved in self.unsaved.items():
-            if trial_id in self.runs and trial_id not in self.states:
-                trial = SimpleNamespace(trial_id=trial_id, config=unsaved.config or {})
-                self.replay(iteration, trials, trial, unsaved.state == TrialState.STOPPED_EARLY)
+            if trial_id not in self.states and (trial_id in self.runs or unsaved.config):
+                self.replay(iteration, trials, Unheard(trial_id, unsaved.config or {}),
+                            unsaved.state == TrialState.STOPPED_EARLY)
 
     def replay(self, iteration: int, trials: list, trial: Any, stopped: bool | None) -> None:
         """Logs the epochs the trial's checkpoint holds and ends its run: stopped early as
@@ -280,6 +283,18 @@ class MLflowTrials(tune.Callback):
             if trial_id not in by_id and trial_id not in self.states:
                 self.outbox.send(lambda r=run_id: self.end_run(r, TrialState.DISCARDED,
                                                                "KILLED"))
+
+
+@dataclass(frozen=True)
+class Unheard:
+    """An unsaved trial as MLflowTrials' writes read a Tune trial: its id, its config (its
+    run's params, should the run be made now) and its name (the run's)."""
+
+    trial_id: str
+    config: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.trial_id
 
 
 @dataclass

@@ -210,13 +210,17 @@ def test_a_job_stops_on_request(cluster, tmp_path):
         status = cli("jobs", "--address", cluster.dashboard, only_env=cluster.env())
         running = any(job in row and "RUNNING" in row for row in status.stdout.splitlines())
     assert running
+    # Ray says RUNNING as it launches the command: stopped once its search has begun a trial
+    server = MlflowClient(cluster.mlflow)
+    while not trial_runs(server, "stopped"):
+        assert time.time() < deadline + 120, "no trial began"
+        time.sleep(0.5)
 
     stopped = cli("stop", job, "--address", cluster.dashboard, only_env=cluster.env())
     assert stopped.returncode == 0, stopped.stderr
     assert f"job {job}: STOPPED" in stopped.stdout
     # stopped as Ctrl-C stops a search, not killed: its run says so (a killed driver leaves it
     # RUNNING, and its pool's resource request would keep the autoscaler's nodes for minutes)
-    server = MlflowClient(cluster.mlflow)
     experiment = server.get_experiment_by_name("stopped")
     (parent,) = server.search_runs([experiment.experiment_id], "tags.`raysearch.role` = 'search'")
     assert parent.info.status == "KILLED"

@@ -283,7 +283,8 @@ def test_a_search_on_its_own_ray_instance_listens_on_localhost_only(default_sear
     # the warm pool's rendezvous, in its rank-0 worker: titled by the task it runs, its
     # torch shutdown at the pool's end if that is when it was last seen
     (name,) = outward.values()
-    assert name in ("ray::RayTrainWorker", "ray::execute._shutdown_torch"), name
+    # (or a method's, such as the health check's, when it was last seen running one)
+    assert name.startswith(("ray::RayTrainWorker", "ray::execute")), name
 
 
 BUDGETED = """\
@@ -291,8 +292,8 @@ BUDGETED = """\
     model: cnn
     data: {name: digits}
     objective: {metric: val_accuracy, mode: max}
-    search: {trials: 20, sampler: tpe, seed: 0, max_concurrent: 1, time_budget_s: 5}
-    scheduler: {type: none, max_t: 200, max_trial_s: 3}
+    search: {trials: 20, sampler: tpe, seed: 0, max_concurrent: 1, time_budget_s: 8}
+    scheduler: {type: none, max_t: 200, max_trial_s: 8}
     resources: {workers: 2, cpus_per_worker: 1}
     params:
       lr: {type: float, low: 1e-3, high: 1e-2, log: true}
@@ -302,9 +303,9 @@ BUDGETED = """\
 
 def test_time_budgets_end_a_trial_and_the_search_and_the_best_is_promoted(
         ray_cluster, tmp_path, tracking_uri, write_spec):
-    """The first trial starts within the search's 5 s and runs past them (its pool alone takes
-    longer to start): no trial starts after it. It is stopped at its first epoch past 3 s of
-    its own, long before its 200 epochs, and is promoted all the same."""
+    """The first trial starts within the search's 8 s and runs past them (it runs 8 s of its
+    own, and began after the search did): no trial starts after it. It is stopped at its first
+    epoch past those 8 s, long before its 200 epochs, and is promoted all the same."""
     outcome = search.run(load_spec(write_spec(BUDGETED)), tracking_uri, str(tmp_path / "results"))
     assert outcome.budget_ended and len(outcome.states) == 1
     assert outcome.count("stopped_early") == 1
@@ -313,8 +314,8 @@ def test_time_budgets_end_a_trial_and_the_search_and_the_best_is_promoted(
     (run,) = child_runs(client, outcome)
     assert run.data.tags[tracking.STATE_TAG] == "stopped_early"
     trial_s = client.get_metric_history(run.info.run_id, "trial_s")
-    assert 3 < max(m.value for m in trial_s) and len(trial_s) < 200
-    assert sorted(m.value > 3 for m in trial_s) == [False] * (len(trial_s) - 1) + [True]
+    assert 8 < max(m.value for m in trial_s) and len(trial_s) < 200
+    assert sorted(m.value > 8 for m in trial_s) == [False] * (len(trial_s) - 1) + [True]
     study = optuna.load_study(study_name="budgeted",
                               storage=f"sqlite:///{tmp_path / 'results'}/budgeted/optuna.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED]
