@@ -389,20 +389,23 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
                             verbose)
         results = tuner.fit()
     except BaseException:
-        pools.stop(now=True)
+        # recorded first: a stopped job's driver may be killed while its pools stop
+        # (Ray's RAY_JOB_STOP_WAIT_TIME_S), which would leave the search's run RUNNING
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
+        pools.stop(now=True)
         raise
     # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
     # only fewer trials than asked for.
     interrupted = bool(trials_cb.unfinished) or (len(results) + len(unsaved)
                                                  < spec.search.trials
                                                  and not searcher.budget_ended)
-    pools.stop(now=interrupted)
     if interrupted:
         outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
         outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
+        pools.stop(now=True)
         raise Interrupted(spec.name)
+    pools.stop(now=False)
 
     # Tune's trials and those it never saved (they ended in the study before a kill)
     ended = [*results, *unsaved_results(setup, unsaved)]
