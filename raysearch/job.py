@@ -64,10 +64,15 @@ class SearchSetup:
 class Unsaved:
     """A trial that ended in the search's study after Tune last saved its experiment (it ran
     and ended within the second before a driver died): the resumed Tune never heard of it, yet
-    it counts towards the search's trials and may be the champion."""
+    it counts towards the search's trials and may be the champion. It reads as a Tune trial
+    where the MLflow callback writes its run (`trial_id`, `config`, its name)."""
 
+    trial_id: str
     state: TrialState  # COMPLETED, or STOPPED_EARLY where the scheduler stopped it
-    config: dict[str, Any] | None  # as the study recorded it when it was asked (else None)
+    config: dict[str, Any] | None  # its params and fixed values; None if the study lacks its id
+
+    def __str__(self) -> str:
+        return self.trial_id
 
 
 @dataclass

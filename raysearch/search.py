@@ -259,19 +259,21 @@ def champion_of(spec: Spec, results: Sequence[tune.Result], on_front: list[paret
                 int(last["epoch"]), last["checkpoint_path"], costs)
 
 
-def unsaved_results(setup: SearchSetup, unsaved: Mapping[str, Unsaved]) -> list[tune.Result]:
-    """The results of the trials Tune never saved (study.py), from their checkpoints: a study
-    written before raysearch recorded configs, or a checkpoint that cannot be read, gives
-    none."""
+def unsaved_results(setup: SearchSetup, unsaved: Mapping[str, Unsaved],
+                    history: Callable[[str], tuple[list[dict], bool]]) -> list[tune.Result]:
+    """The results of the trials Tune never saved (study.py), from `history` (the metrics of
+    each epoch a trial's checkpoint holds): a trial of a study that did not record its Tune id,
+    or whose checkpoint cannot be read, gives none."""
     found = []
     for trial_id, trial in unsaved.items():
-        folder = setup.trial_dir(trial_id)
+        if trial.config is None:
+            continue
         try:
-            history, _ = TrialCheckpoints(folder, setup.metric, setup.mode).history()
+            epochs, _ = history(trial_id)
         except (checkpoint.CheckpointError, OSError):
             continue
-        if trial.config is not None and history:
-            found.append(_ray.result(trial_id, trial.config, history, folder))
+        if epochs:
+            found.append(_ray.result(trial_id, trial.config, epochs, setup.trial_dir(trial_id)))
     return found
 
 
@@ -370,10 +372,14 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     stopped_early: set[str] = set()
     unsaved: dict[str, Unsaved] = {}  # the searcher's, once Tune restores it
     scheduler = make_scheduler(spec, dispatcher, stopped_early)
-    trials_cb = tracking.MLflowTrials(
-        client, experiment_id, parent, reported, stopped_early,
-        history=lambda trial_id: TrialCheckpoints(setup.trial_dir(trial_id), metric,
-                                                  mode).history(), unsaved=unsaved)
+
+    def history(trial_id: str) -> tuple[list[dict], bool]:
+        """The metrics of each epoch the trial's checkpoint holds, and whether it was stopped
+        early: for the trials a killed driver's Tune (or MLflow) did not hear end."""
+        return TrialCheckpoints(setup.trial_dir(trial_id), metric, mode).history()
+
+    trials_cb = tracking.MLflowTrials(client, experiment_id, parent, reported, stopped_early,
+                                      history=history, unsaved=unsaved)
     # Tune saves the experiment's state at most this often (10 s by default): a driver killed
     # between a trial's end and the next save would run that trial again on resume.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -382,6 +388,14 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     shown = [progress(trials_cb.states)] if progress else []
     outbox = trials_cb.outbox
+
+    def stop() -> None:
+        """The search's run KILLED, then its pools stopped: recorded first, as a stopped job's
+        driver may be killed while its pools stop (Ray's RAY_JOB_STOP_WAIT_TIME_S)."""
+        outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
+        outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
+        pools.stop(now=True)
+
     try:  # from here a Ctrl-C (a stopped job's SIGINT) marks the search's run KILLED
         searcher = make_searcher(spec, storage, stopped_early, resuming, warm, unsaved)
         tuner = build_tuner(spec, dispatcher, storage, max_concurrent, scheduler, searcher,
@@ -389,26 +403,18 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
                             verbose)
         results = tuner.fit()
     except BaseException:
-        # recorded first: a stopped job's driver may be killed while its pools stop
-        # (Ray's RAY_JOB_STOP_WAIT_TIME_S), which would leave the search's run RUNNING
-        outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
-        outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
-        pools.stop(now=True)
+        stop()
         raise
     # Ctrl-C between one trial's end and the next one's start leaves no trial unfinished,
     # only fewer trials than asked for.
-    interrupted = bool(trials_cb.unfinished) or (len(results) + len(unsaved)
-                                                 < spec.search.trials
-                                                 and not searcher.budget_ended)
-    if interrupted:
-        outbox.send(lambda: tracking.finish_search(client, parent, None, metric, "KILLED"))
-        outbox.drain(STOPPING_WAIT_S, "to record that the search stopped")
-        pools.stop(now=True)
+    short = len(results) + len(unsaved) < spec.search.trials and not searcher.budget_ended
+    if trials_cb.unfinished or short:
+        stop()
         raise Interrupted(spec.name)
     pools.stop(now=False)
 
     # Tune's trials and those it never saved (they ended in the study before a kill)
-    ended = [*results, *unsaved_results(setup, unsaved)]
+    ended = [*results, *unsaved_results(setup, unsaved, history)]
     on_front = front_of(spec, ended, trials_cb.states) if spec.several() else []
     best = (champion_of(spec, ended, on_front) if spec.several()
             else best_of(ended, metric, mode, storage, spec.champion_bounds()))
@@ -418,9 +424,9 @@ def _run(spec: Spec, tracking_uri: str, storage: str, setup: SearchSetup,
                       families={} if spec.model else family_bests(ended, metric, mode),
                       front=on_front)
     if spec.several():
-        ended = [t for t, s in trials_cb.states.items() if s in ENDED and t in trials_cb.runs]
+        tagged = [t for t, s in trials_cb.states.items() if s in ENDED and t in trials_cb.runs]
         outbox.send(lambda: tracking.tag_front(
-            client, {t: trials_cb.runs[t] for t in ended}, {t.trial_id for t in on_front}))
+            client, {t: trials_cb.runs[t] for t in tagged}, {t.trial_id for t in on_front}))
     # Every trial's results reach MLflow before the champion is chosen there; a server that
     # is away is waited for, within a bound, rather than the champion dropped.
     wait_s = float(os.environ.get("RAYSEARCH_TRACKING_WAIT_S", TRACKING_WAIT_S))

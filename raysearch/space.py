@@ -70,8 +70,13 @@ class DefineByRun:
         for name in self.order:
             if condition_holds(self.params[name], values):
                 values[name] = suggest(trial, name, self.params[name])
-        # OptunaSearch adds the suggested values itself; of the fixed ones, a search across
-        # families gives a trial those of its family (its MLflow run logs no other's)
+        # OptunaSearch adds the suggested values itself
+        return self.fixed_for(values)
+
+    def fixed_for(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The fixed values of a trial whose params are `values`: of a search across families,
+        those of its family (its MLflow run logs no other's). A trial's config is its params
+        and these."""
         # (a space pickled by a search begun before spaces knew their model: all fixed values)
         family = values.get(FAMILY, getattr(self, "model", None))
         if family is None:

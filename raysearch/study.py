@@ -9,12 +9,11 @@ values are per epoch (Tune counts reports, and a resumed trial reports its repla
 again), and on resume a trial the study holds as RUNNING that Tune never saved (started in the
 second before a kill) is FAIL, as its MLflow run is `discarded`, while one the study holds as
 ended that Tune never saved (started and ended in that second) counts towards the search's
-trials (`unsaved`). Each trial it asks records its Tune trial id and config as user attributes
-(`trial_id`, `config`). It also keeps the search's time budget: past `search.time_budget_s` it
-proposes no more trials.
+trials (`unsaved`): each trial it asks records its Tune trial id as a user attribute
+(`trial_id`). It also keeps the search's time budget: past `search.time_budget_s` it proposes no
+more trials.
 """
 
-import json
 import os
 import time
 from collections.abc import Collection, Sequence
@@ -101,10 +100,7 @@ class StudySearch(OptunaSearch):
             return Searcher.FINISHED
         config = super().suggest(trial_id)
         if isinstance(config, dict):  # for a driver that finds the trial ended but not saved
-            ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr("trial_id", trial_id)
-            # JSON, as Optuna stores it (a YAML value JSON lacks, such as bytes, as text)
-            ot_trial.set_user_attr("config", json.loads(json.dumps(config, default=str)))
+            self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -161,7 +157,12 @@ class StudySearch(OptunaSearch):
         self.unsaved.clear()
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(
                 optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)):
-            if frozen.number not in known and "search" not in frozen.user_attrs:  # not warm's
-                self.unsaved[frozen.user_attrs.get("trial_id", f"#{frozen.number}")] = Unsaved(
-                    TrialState.STOPPED_EARLY if frozen.state == optuna.trial.TrialState.PRUNED
-                    else TrialState.COMPLETED, frozen.user_attrs.get("config"))
+            if frozen.number in known or "search" in frozen.user_attrs:  # saved, or warm's
+                continue
+            # a study written before trials recorded their Tune id: counted, nothing more
+            known_id = "trial_id" in frozen.user_attrs
+            trial_id = frozen.user_attrs["trial_id"] if known_id else f"#{frozen.number}"
+            self.unsaved[trial_id] = Unsaved(
+                trial_id, TrialState.STOPPED_EARLY
+                if frozen.state == optuna.trial.TrialState.PRUNED else TrialState.COMPLETED,
+                {**frozen.params, **self._space.fixed_for(frozen.params)} if known_id else None)

@@ -164,8 +164,7 @@ class MLflowTrials(tune.Callback):
             self.unsaved.pop(trial.trial_id, None)
         for trial_id, unsaved in self.unsaved.items():
             if trial_id not in self.states and (trial_id in self.runs or unsaved.config):
-                self.replay(iteration, trials, Unheard(trial_id, unsaved.config or {}),
-                            unsaved.state == TrialState.STOPPED_EARLY)
+                self.replay(iteration, trials, unsaved, unsaved.state == TrialState.STOPPED_EARLY)
 
     def replay(self, iteration: int, trials: list, trial: Any, stopped: bool | None) -> None:
         """Logs the epochs the trial's checkpoint holds and ends its run: stopped early as
@@ -283,18 +282,6 @@ class MLflowTrials(tune.Callback):
             if trial_id not in by_id and trial_id not in self.states:
                 self.outbox.send(lambda r=run_id: self.end_run(r, TrialState.DISCARDED,
                                                                "KILLED"))
-
-
-@dataclass(frozen=True)
-class Unheard:
-    """An unsaved trial as MLflowTrials' writes read a Tune trial: its id, its config (its
-    run's params, should the run be made now) and its name (the run's)."""
-
-    trial_id: str
-    config: dict[str, Any]
-
-    def __str__(self) -> str:
-        return self.trial_id
 
 
 @dataclass

@@ -119,7 +119,7 @@ def test_a_trial_that_ended_before_tune_saved_it_exists_counts_on_resume(tmp_pat
 
     resumed = search.make_searcher(spec, storage, set(), resuming=True, warm=None)
     resumed.restore(str(tmp_path / "searcher.pkl"))
-    assert resumed.unsaved == {"t2": Unsaved(TrialState.COMPLETED, config)}
+    assert resumed.unsaved == {"t2": Unsaved("t2", TrialState.COMPLETED, config)}
     assert resumed.suggest("t3") == Searcher.FINISHED  # t1 and t2 are the search's two
     assert [t.state for t in study(storage, "unsaved").trials] == [
         optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE]
